@@ -1,0 +1,48 @@
+# `make run` and `make test` set up everything they need on a fresh Debian machine (as root).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# System packages: Cairo and Pango to build Manim's bindings, LaTeX for MathTex and Tex.
+APT_PACKAGES := python3 python3-dev python3-venv pkg-config libcairo2-dev libpango1.0-dev \
+	texlive-latex-base texlive-latex-extra texlive-fonts-recommended dvisvgm cm-super-minimal
+# Debian's interpreter, so that the unprivileged user the Lambda tests run as can use the venv.
+PYTHON := $(firstword $(wildcard /usr/bin/python3.11) python3.11)
+UV_VERSION := 0.13.8
+UV := .tools/bin/uv
+VENV := .venv
+
+.PHONY: help install system-packages run serve test
+
+help:
+	@echo "make run    render the bundled example through the handler (embedded storage)"
+	@echo "make serve  run the local HTTP server on PORT (default 3001)"
+	@echo "make test   run every test"
+
+install: system-packages $(VENV)/.synced
+
+system-packages:
+	@missing=""; for package in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$package 2>/dev/null | grep -q "ok installed" || missing="$$missing $$package"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" -ne 0 ]; then echo "Missing system packages:$$missing (install them as root)"; exit 1; fi; \
+		echo "Installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(UV):
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV) system-packages
+	UV_PYTHON_DOWNLOADS=never $(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+run: install
+	$(VENV)/bin/python -m handler.local invoke events/function-url-render.json
+
+serve: install
+	$(VENV)/bin/python -m handler.local serve
+
+test: install
+	$(VENV)/bin/python -m pytest

@@ -1,0 +1,1 @@
+"""The Lambda edge: events in, validated requests, render, storage, responses out."""

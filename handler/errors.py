@@ -1,0 +1,55 @@
+"""How each failure reaches the caller: one status and one seed-shaped body per kind.
+
+`{"message": str, "errors": ...}` everywhere; 4xx bodies never carry our stack traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from render import RenderError, RenderTimeout, ScriptError
+
+from handler.storage import StorageError
+
+INVALID_REQUEST = 400
+NOT_FOUND = 404
+RENDER_TIME_LIMIT = 408
+SCRIPT_ERROR = 422
+INTERNAL_ERROR = 500
+STORAGE_ERROR = 502
+
+
+def error_body(message: str, errors: Any = None) -> dict[str, Any]:
+    """The seed's error shape."""
+    return {"message": message, "errors": errors}
+
+
+def validation_problem(errors: Iterable[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """A request that is malformed or invalid: where, and what is wrong, field by field.
+
+    The offending input is not echoed back (it may be 100 KiB of code).
+    """
+    fields = [
+        {"loc": [str(part) for part in error.get("loc", ())], "msg": error.get("msg", ""), "type": error.get("type", "")}
+        for error in errors
+    ]
+    if any(field["type"] == "json_invalid" for field in fields):
+        return INVALID_REQUEST, error_body("The request body is not valid JSON.", fields)
+    return INVALID_REQUEST, error_body("Invalid request.", fields)
+
+
+def render_problem(error: RenderError) -> tuple[int, dict[str, Any]]:
+    """A render that ended without a video."""
+    if isinstance(error, ScriptError):
+        return SCRIPT_ERROR, error_body(f"The script could not be rendered: {error.message}", error.details())
+    if isinstance(error, RenderTimeout):
+        return RENDER_TIME_LIMIT, error_body(str(error), error.details())
+    return INTERNAL_ERROR, error_body("The renderer failed; this is our fault, please try again.", error.details())
+
+
+def storage_problem(error: StorageError) -> tuple[int, dict[str, Any]]:
+    """The video was made but could not be stored."""
+    return STORAGE_ERROR, error_body(
+        "The video was rendered but could not be stored.", {"type": "StorageError", "detail": str(error)}
+    )

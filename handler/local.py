@@ -1,0 +1,166 @@
+"""Run the handler off Lambda: invoke it once with an event file, or serve its routes over HTTP.
+
+Both feed the same `lambda_handler` the same events Lambda would (the server turns each
+HTTP request into a function URL event), so what works here works there.
+
+    python -m handler.local invoke events/function-url-render.json
+    python -m handler.local serve            # PORT, default 3001
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_PORT = 3001
+# Lambda's longest timeout: a local invocation has as long as the longest real one.
+LOCAL_DEADLINE_SECONDS = 900
+
+
+@dataclass
+class LocalContext:
+    """The parts of Lambda's context object that the handler and Powertools read."""
+
+    function_name: str = "manim-worker-local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 3008
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = "arn:aws:lambda:local:000000000000:function:manim-worker-local"
+    deadline: float = field(default_factory=lambda: time.monotonic() + LOCAL_DEADLINE_SECONDS)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def function_url_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+    """The event a Lambda function URL would send for this HTTP request (payload 2.0)."""
+    url = urlsplit(target)
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": url.path,
+        "rawQueryString": url.query,
+        "headers": {name.lower(): value for name, value in headers.items()},
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "local",
+            "domainName": "localhost",
+            "domainPrefix": "localhost",
+            "http": {
+                "method": method,
+                "path": url.path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime()),
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": True,
+    }
+
+
+def invoke(event: Any) -> Any:
+    """Call the real handler with `event`, as one Lambda invocation would."""
+    from handler.app import lambda_handler
+
+    return lambda_handler(event, LocalContext())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Every request becomes a function URL event, except GETs of stored videos."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "manim-worker-local"
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if self.command == "GET" and self._serve_stored_video():
+            return
+        result = invoke(function_url_event(self.command, self.path, dict(self.headers), body))
+        payload = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result.get("body", "").encode()
+        self.send_response(result["statusCode"])
+        for name, value in result.get("headers", {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _serve_stored_video(self) -> bool:
+        """The embedded store's URLs point here; serve the file if the path names one."""
+        from handler.app import get_storage
+        from handler.storage import VIDEO_CONTENT_TYPE, LocalStorage
+
+        storage = get_storage()
+        path = urlsplit(self.path).path.lstrip("/")
+        if not isinstance(storage, LocalStorage) or not path.startswith("videos/"):
+            return False
+        try:
+            data = storage.path_of(path).read_bytes()
+        except (OSError, ValueError):
+            self.send_error(HTTPStatus.NOT_FOUND)
+            return True
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", VIDEO_CONTENT_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
+
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
+
+
+def serve(port: int) -> None:
+    """Serve the handler's routes on `port` until interrupted."""
+    if not os.environ.get("S3_BUCKET_NAME"):
+        os.environ.setdefault("LOCAL_STORE_URL", f"http://127.0.0.1:{port}")
+    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m handler.local", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    invoke_parser = commands.add_parser("invoke", help="invoke the handler once with an event file")
+    invoke_parser.add_argument("event", type=Path)
+    serve_parser = commands.add_parser("serve", help="serve the HTTP routes locally")
+    serve_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
+    args = parser.parse_args(argv)
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "manim-worker")
+    if args.command == "serve":
+        serve(args.port)
+        return 0
+    result = invoke(json.loads(args.event.read_text(encoding="utf-8")))
+    body = json.loads(result["body"]) if isinstance(result.get("body"), str) else result
+    if "body" in result:
+        result = {**result, "body": body}
+    print(json.dumps(result, indent=2))
+    if "s3Key" in body:
+        print(f"\nThe video is at {body['url']}", file=sys.stderr)
+    return 0 if result.get("statusCode", 200) < 400 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Settings from the environment, validated once per execution environment."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Used when no Lambda deadline bounds a render (the local server, `make run`).
+LOCAL_RENDER_TIMEOUT_SECONDS = 600.0
+# The shortest time limit a render is given, however little time the invocation has left.
+MIN_RENDER_TIMEOUT_SECONDS = 1.0
+
+
+class Settings(BaseModel):
+    """Every setting the worker reads; the field aliases are the environment variable names."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    bucket: str | None = Field(None, alias="S3_BUCKET_NAME")
+    s3_endpoint: str | None = Field(None, alias="S3_ENDPOINT")
+    presigned_url_expires_seconds: int = Field(3600, alias="PRESIGNED_URL_EXPIRES_SECONDS", ge=1, le=604800)
+    max_code_bytes: int = Field(100 * 1024, alias="MAX_CODE_BYTES", ge=1)
+    render_timeout_seconds: float | None = Field(None, alias="RENDER_TIMEOUT_SECONDS", gt=0)
+    upload_margin_seconds: float = Field(20.0, alias="UPLOAD_MARGIN_SECONDS", ge=0)
+    render_work_dir: Path = Field(Path("/tmp/manim-worker/jobs"), alias="RENDER_WORK_DIR")
+    local_store_dir: Path = Field(Path("/tmp/manim-worker/store"), alias="LOCAL_STORE_DIR")
+    local_store_url: str | None = Field(None, alias="LOCAL_STORE_URL")
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read the environment; an empty variable counts as unset, as SAM passes empty parameters."""
+        aliases = {field.alias for field in cls.model_fields.values()}
+        return cls.model_validate({key: value for key, value in os.environ.items() if key in aliases and value})
+
+    def render_timeout(self, remaining_ms: int | None) -> float:
+        """The render's time limit: the setting, but never past the invocation's deadline
+        less the time kept back for the upload."""
+        if remaining_ms is None:
+            return self.render_timeout_seconds or LOCAL_RENDER_TIMEOUT_SECONDS
+        budget = remaining_ms / 1000 - self.upload_margin_seconds
+        if self.render_timeout_seconds is not None:
+            budget = min(budget, self.render_timeout_seconds)
+        return max(budget, MIN_RENDER_TIMEOUT_SECONDS)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings of this execution environment (read at first use, then kept)."""
+    return Settings.from_env()

@@ -1,0 +1,128 @@
+"""Where videos go: an S3 bucket, or the embedded local store that stands in for one.
+
+Both keep the same keys and answer with a URL the caller can fetch, so the rest of the
+worker does not care which one it has.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+import boto3
+from boto3.exceptions import Boto3Error
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handler.settings import Settings
+
+VIDEO_CONTENT_TYPE = "video/mp4"
+LOCAL_BUCKET_NAME = "local"
+
+
+class StorageError(Exception):
+    """The video could not be stored: our side's fault, never the caller's."""
+
+
+class Storage(Protocol):
+    """What the worker needs of a place to keep videos."""
+
+    bucket: str
+
+    def put_video(self, path: Path, key: str) -> None:
+        """Store the file at `path` under `key`, whole or not at all."""
+
+    def url_for(self, key: str) -> str:
+        """A URL from which the caller can fetch the object at `key`."""
+
+
+class S3Storage:
+    """An S3 bucket (or an S3-compatible service at `endpoint_url`), through boto3's managed
+    transfer, which switches to parallel multipart uploads for large videos and aborts them on
+    failure, so a failed upload leaves no object behind."""
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, url_expires_seconds: int = 3600) -> None:
+        self.bucket = bucket
+        self._url_expires_seconds = url_expires_seconds
+        config = Config(retries={"mode": "standard"})
+        if endpoint_url:
+            # S3-compatible servers want path-style addresses and often reject the
+            # checksums that boto3 now sends by default.
+            config = config.merge(
+                Config(
+                    s3={"addressing_style": "path"},
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                )
+            )
+        self._client = boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+        self._transfer = TransferConfig(multipart_threshold=16 * 1024 * 1024, max_concurrency=4)
+
+    def put_video(self, path: Path, key: str) -> None:
+        try:
+            self._client.upload_file(
+                str(path), self.bucket, key, ExtraArgs={"ContentType": VIDEO_CONTENT_TYPE}, Config=self._transfer
+            )
+        except (Boto3Error, BotoCoreError, ClientError) as error:
+            raise StorageError(f"Could not upload the video to bucket {self.bucket!r}: {error}") from error
+
+    def url_for(self, key: str) -> str:
+        try:
+            return self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": self.bucket, "Key": key}, ExpiresIn=self._url_expires_seconds
+            )
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(f"Could not sign a URL for {key!r}: {error}") from error
+
+
+class LocalStorage:
+    """A directory that plays the bucket's part, so the worker runs without a cloud account.
+
+    URLs point at `base_url` (the local server serves the directory) or are `file://` URLs.
+    """
+
+    bucket = LOCAL_BUCKET_NAME
+
+    def __init__(self, root: Path, base_url: str | None = None) -> None:
+        self.root = root
+        self._base_url = base_url.rstrip("/") if base_url else None
+
+    def path_of(self, key: str) -> Path:
+        """The file that holds `key`; a key cannot reach outside the store."""
+        path = (self.root / key).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"key {key!r} is outside the store")
+        return path
+
+    def put_video(self, path: Path, key: str) -> None:
+        target = self.path_of(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # Copy beside the target, then rename: readers never see half a video.
+            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        except OSError as error:
+            raise StorageError(f"Could not store the video in {self.root}: {error}") from error
+        try:
+            with os.fdopen(descriptor, "wb") as out, path.open("rb") as source:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+            os.chmod(part, 0o644)
+            os.replace(part, target)
+        except OSError as error:
+            Path(part).unlink(missing_ok=True)
+            raise StorageError(f"Could not store the video in {self.root}: {error}") from error
+
+    def url_for(self, key: str) -> str:
+        if self._base_url:
+            return f"{self._base_url}/{key}"
+        return self.path_of(key).as_uri()
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    """S3 when a bucket is configured, the embedded local store otherwise."""
+    if settings.bucket:
+        return S3Storage(settings.bucket, settings.s3_endpoint, settings.presigned_url_expires_seconds)
+    return LocalStorage(settings.local_store_dir, settings.local_store_url)

@@ -1,0 +1,21 @@
+"""The Manim engine: scene discovery, rendering in a job folder, error extraction.
+
+It knows Manim, processes and files, and nothing of AWS, HTTP or storage, so it can be
+used and tested on its own.
+"""
+
+from render.errors import RenderError, RendererFailed, RenderTimeout, ScriptError
+from render.job import QUALITY_FLAGS, RenderedVideo, render_video
+from render.scenes import choose_scene, find_scenes
+
+__all__ = [
+    "QUALITY_FLAGS",
+    "RenderError",
+    "RenderTimeout",
+    "RenderedVideo",
+    "RendererFailed",
+    "ScriptError",
+    "choose_scene",
+    "find_scenes",
+    "render_video",
+]

@@ -1,0 +1,76 @@
+"""Why a render did not produce a video, in terms a caller (or an LLM) can act on."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour and cursor codes, which mean nothing outside a terminal."""
+    return _ANSI.sub("", text)
+
+
+class RenderError(Exception):
+    """Base of every reason a render ends without a video."""
+
+    def details(self) -> dict[str, Any]:
+        """Machine-readable facts about the failure, for the response's `errors`."""
+        return {"type": type(self).__name__}
+
+
+class ScriptError(RenderError):
+    """The script itself cannot render: a syntax error, no scene, or an exception it raised.
+
+    Retrying cannot help; the script has to change. `line` is a line of the user's script.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str,
+        line: int | None = None,
+        traceback: str | None = None,
+        scenes: list[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_type = error_type
+        self.line = line
+        self.traceback = traceback
+        self.scenes = scenes
+
+    def details(self) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "type": self.error_type,
+            "message": self.message,
+            "line": self.line,
+            "traceback": self.traceback,
+            "scenes": self.scenes,
+        }
+        return {key: value for key, value in found.items() if value is not None}
+
+
+class RenderTimeout(RenderError):
+    """The render ran past its time limit and was stopped, with everything it started."""
+
+    def __init__(self, limit_seconds: float) -> None:
+        super().__init__(f"The render took longer than its time limit of {limit_seconds:g} s.")
+        self.limit_seconds = limit_seconds
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "TimeLimitExceeded", "limitSeconds": self.limit_seconds}
+
+
+class RendererFailed(RenderError):
+    """The render process ended without a result: our fault or the machine's, not the script's."""
+
+    def __init__(self, reason: str, output_tail: str = "") -> None:
+        super().__init__(reason)
+        self.output_tail = output_tail
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "RendererFailed"}

@@ -1,0 +1,45 @@
+"""Shared fixtures. Settings are read from the environment, so each test gets a clean one."""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from handler.app import get_storage
+from handler.settings import Settings, get_settings
+
+_SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No setting leaks in from the machine or from another test; jobs and store in tmp."""
+    for name in _SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RENDER_WORK_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("LOCAL_STORE_DIR", str(tmp_path / "store"))
+    get_settings.cache_clear()
+    get_storage.cache_clear()
+    yield
+    get_settings.cache_clear()
+    get_storage.cache_clear()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Set environment settings for this test and return the settings the worker now sees."""
+
+    def apply(**values: str) -> Settings:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+        get_storage.cache_clear()
+        return get_settings()
+
+    return apply
+
+
+@pytest.fixture
+def local_store(tmp_path: Path) -> Path:
+    """The embedded store's directory (the default storage when no bucket is set)."""
+    return tmp_path / "store"

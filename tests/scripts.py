@@ -1,0 +1,107 @@
+"""Manim scripts the tests render: small, at -ql, each showing one behaviour."""
+
+CIRCLE = """\
+from manim import *
+
+
+class DrawCircle(Scene):
+    def construct(self):
+        self.play(Create(Circle(color=BLUE, fill_opacity=1)), run_time=1)
+"""
+
+LATEX = r"""
+from manim import *
+
+
+class Formula(Scene):
+    def construct(self):
+        axes = Axes(x_range=[0, 4, 1], y_range=[0, 4, 1], x_length=5, y_length=3).add_coordinates()
+        formula = MathTex(r"\int_0^1 x^2\,dx = \frac{1}{3}").to_edge(UP)
+        label = Tex(r"Area under $x^2$").to_edge(DOWN)
+        self.add(axes, formula, label)
+        self.wait(0.2)
+"""
+
+# Two scenes of different lengths, so the video tells which one was rendered.
+TWO_SCENES = """\
+from manim import *
+
+
+class Short(Scene):
+    def construct(self):
+        self.add(Square())
+        self.wait(0.4)
+
+
+class Long(Scene):
+    def construct(self):
+        self.add(Triangle())
+        self.wait(1.2)
+"""
+
+# A scene derived from the script's own base class, itself derived from MovingCameraScene.
+INDIRECT_SCENE = """\
+import manim as mn
+
+
+class Base(mn.MovingCameraScene):
+    pass
+
+
+class Zoom(Base):
+    def construct(self):
+        self.add(mn.Dot())
+        self.wait(0.2)
+"""
+
+RAISES_IN_CONSTRUCT = """\
+from manim import *
+
+
+class Broken(Scene):
+    def construct(self):
+        circle = Circle()
+        self.play(Create(circle), run_time=0.2)
+        self.play(circle.animate.shift(RIGHT * undefined_distance))
+"""
+
+# Fails inside Manim: the traceback should end in the library frame that objected.
+BAD_MANIM_CALL = """\
+from manim import *
+
+
+class BadCall(Scene):
+    def construct(self):
+        self.play(Circle())
+"""
+
+SYNTAX_ERROR = """\
+from manim import *
+
+
+class Oops(Scene):
+    def construct(self)
+        self.wait()
+"""
+
+NO_SCENE = """\
+from manim import *
+
+
+class NotAScene:
+    pass
+"""
+
+# Starts a child process that writes its pid, then never finishes on its own.
+SLOW_WITH_CHILD = """\
+import subprocess, time
+from pathlib import Path
+from manim import *
+
+
+class Slow(Scene):
+    def construct(self):
+        child = subprocess.Popen(["sleep", "300"])
+        Path("{pid_file}").write_text(str(child.pid))
+        time.sleep(300)
+"""

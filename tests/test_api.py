@@ -1,0 +1,165 @@
+"""The HTTP contract and direct invokes, through the real handler, on the embedded store."""
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+
+from handler.app import lambda_handler
+from handler.local import LocalContext, function_url_event
+from tests import scripts
+from tests.video import decode
+
+EVENTS = Path(__file__).parent.parent / "events"
+
+
+def load_event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def call(event: dict) -> tuple[int, dict]:
+    """Invoke the handler with an HTTP event; return the status and the decoded JSON body."""
+    result = lambda_handler(event, LocalContext())
+    assert result["headers"]["Content-Type"] == "application/json"
+    return result["statusCode"], json.loads(result["body"])
+
+
+def post_render(body: object) -> tuple[int, dict]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return call(function_url_event("POST", "/api/render", {"Content-Type": "application/json"}, raw))
+
+
+@pytest.mark.parametrize("name", ["function-url-health.json", "http-api-health.json"])
+def test_health(name):
+    assert call(load_event(name)) == (200, {"message": "Health is OK"})
+
+
+@pytest.mark.parametrize("name", ["function-url-render.json", "http-api-render.json"])
+def test_render_answers_with_the_seeds_fields_and_a_fetchable_video(name, local_store):
+    status, body = call(load_event(name))
+    assert status == 200, body
+    assert body["message"] == "Video created and uploaded successfully."
+    assert body["s3Key"].startswith("videos/") and body["s3Key"].endswith("/SquareToCircle.mp4")
+    assert (body["bucket"], body["sceneName"], body["quality"]) == ("local", "SquareToCircle", "-ql")
+    assert set(body["timings"]) == {"renderSeconds", "uploadSeconds", "totalSeconds"}
+    stored = local_store / body["s3Key"]
+    assert body["url"] == stored.as_uri()
+    assert decode(stored).duration == pytest.approx(3.5, abs=0.1)
+
+
+def test_quality_defaults_to_medium(local_store):
+    status, body = post_render({"codeContent": scripts.TWO_SCENES, "sceneName": "Short"})
+    assert (status, body["quality"]) == (200, "-qm")
+    video = decode(local_store / body["s3Key"])
+    assert (video.width, video.height, video.fps) == (1280, 720, 30)
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("bad-malformed-json.json", None),
+        ("bad-unknown-quality.json", "quality"),
+        ("bad-missing-code.json", "codeContent"),
+        ("bad-scene-name.json", "sceneName"),
+    ],
+)
+def test_bad_requests_are_400_with_field_errors(name, field):
+    status, body = call(load_event(name))
+    assert status == 400
+    assert body["message"] and isinstance(body["errors"], list)
+    if field:
+        assert [error["loc"] for error in body["errors"]] == [["body", field]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"codeContent": 42}, {"codeContent": ""}, {"codeContent": scripts.CIRCLE, "sceneName": 7}, [1, 2], "text"],
+)
+def test_wrongly_typed_bodies_are_400(body):
+    status, answer = post_render(body)
+    assert status == 400, answer
+    assert answer["message"] == "Invalid request."
+
+
+def test_code_over_the_size_limit_is_400(configure):
+    configure(MAX_CODE_BYTES="1000")
+    status, body = post_render({"codeContent": scripts.CIRCLE + "#" * 1000})
+    assert status == 400
+    assert "limit is 1000 bytes" in body["errors"][0]["msg"]
+    assert post_render({"codeContent": "x" * 1000, "quality": "-qx"})[0] == 400
+
+
+def test_the_default_size_limit_is_100_kib(local_store):
+    status, body = post_render({"codeContent": "#" * (100 * 1024 + 1)})
+    assert status == 400 and "102400" in body["errors"][0]["msg"]
+
+
+def test_unknown_routes_are_404():
+    status, body = call(load_event("bad-unknown-route.json"))
+    assert status == 404
+    assert body["message"] == "No route for GET /api/unknown."
+
+
+def test_script_errors_are_422_with_type_line_and_traceback(local_store):
+    status, body = post_render({"codeContent": scripts.RAISES_IN_CONSTRUCT, "quality": "-ql"})
+    assert status == 422
+    assert body["errors"]["type"] == "NameError"
+    assert body["errors"]["line"] == 8
+    assert body["errors"]["traceback"].startswith("Traceback (most recent call last):\n  File \"scene.py\", line 8")
+    assert "undefined_distance" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("code", "error_type"),
+    [(scripts.SYNTAX_ERROR, "SyntaxError"), (scripts.NO_SCENE, "NoSceneFound"), (scripts.TWO_SCENES, "SeveralScenesFound")],
+)
+def test_scripts_that_cannot_start_are_422(code, error_type, local_store):
+    status, body = post_render({"codeContent": code, "quality": "-ql"})
+    assert (status, body["errors"]["type"]) == (422, error_type)
+    if error_type == "SeveralScenesFound":
+        assert body["errors"]["scenes"] == ["Short", "Long"]
+    if error_type == "SyntaxError":
+        assert body["errors"]["line"] == 5
+
+
+def test_the_time_limit_has_its_own_status(configure, tmp_path):
+    configure(RENDER_TIMEOUT_SECONDS="3")
+    code = scripts.SLOW_WITH_CHILD.format(pid_file=tmp_path / "pid")
+    status, body = post_render({"codeContent": code, "quality": "-ql"})
+    assert status == 408
+    assert body == {
+        "message": "The render took longer than its time limit of 3 s.",
+        "errors": {"type": "TimeLimitExceeded", "limitSeconds": 3.0},
+    }
+
+
+def test_base64_bodies_are_decoded(local_store):
+    event = load_event("bad-unknown-quality.json")
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+    status, body = call(event)
+    assert (status, body["errors"][0]["loc"]) == (400, ["body", "quality"])
+
+
+def test_direct_invoke_returns_the_response_body(local_store):
+    body = lambda_handler(load_event("direct-render-two-scenes.json"), LocalContext())
+    assert "statusCode" not in body
+    assert body["sceneName"] == "Second"
+    assert decode(local_store / body["s3Key"]).frames
+
+
+def test_direct_invoke_client_errors_come_back_with_a_status(local_store):
+    invalid = lambda_handler({"quality": "-ql"}, LocalContext())
+    assert invalid["statusCode"] == 400 and invalid["errors"][0]["loc"] == ["codeContent"]
+    failed = lambda_handler(load_event("bad-script-error.json"), LocalContext())
+    assert (failed["statusCode"], failed["errors"]["type"], failed["errors"]["line"]) == (422, "NameError", 8)
+
+
+def test_render_timeout_follows_the_invocation_deadline(configure):
+    settings = configure(UPLOAD_MARGIN_SECONDS="15")
+    assert settings.render_timeout(remaining_ms=100_000) == 85
+    assert settings.render_timeout(remaining_ms=None) == 600
+    settings = configure(RENDER_TIMEOUT_SECONDS="30")
+    assert settings.render_timeout(remaining_ms=100_000) == 30
+    assert settings.render_timeout(remaining_ms=10_000) == 1  # never zero or negative

@@ -1,0 +1,126 @@
+"""Real renders through render.render_video, decoded and checked."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from render import RenderTimeout, ScriptError, render_video
+from tests import scripts
+from tests.video import decode
+
+
+def running(pid: int, wait_seconds: float = 5) -> bool:
+    """Whether `pid` is still running after a short grace for the kernel to deliver a kill."""
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def render(code: str, work_dir: Path, **options):
+    options.setdefault("quality", "-ql")
+    options.setdefault("timeout_seconds", 120)
+    return render_video(code, work_dir=work_dir, **options)
+
+
+def test_a_simple_scene_becomes_a_low_quality_video(tmp_path):
+    with render(scripts.CIRCLE, tmp_path) as video:
+        decoded = decode(video.path)
+    assert (decoded.width, decoded.height, decoded.fps) == (854, 480, 15)
+    assert len(decoded.frames) == 15
+    # The circle is drawn: little shows at first, a filled disc at the end.
+    assert decoded.lit_fraction(0) < decoded.lit_fraction(-1)
+    assert decoded.lit_fraction(-1) > 0.02  # a unit disc fills about 2.7% of the frame
+    assert video.scene_name == "DrawCircle"
+
+
+def test_latex_axes_numbers_and_text_render(tmp_path):
+    with render(scripts.LATEX, tmp_path) as video:
+        decoded = decode(video.path)
+    assert decoded.duration == pytest.approx(0.2, abs=0.07)
+    top, middle, bottom = slice(0, 80), slice(160, 320), slice(400, 480)
+    assert decoded.lit_fraction(-1, top) > 0.01  # the formula
+    assert decoded.lit_fraction(-1, middle) > 0.005  # the axes and their numbers
+    assert decoded.lit_fraction(-1, bottom) > 0.005  # the text
+
+
+def test_scene_name_picks_one_of_two(tmp_path):
+    with render(scripts.TWO_SCENES, tmp_path, scene_name="Long") as video:
+        long = decode(video.path)
+    with render(scripts.TWO_SCENES, tmp_path, scene_name="Short") as video:
+        short = decode(video.path)
+    assert long.duration == pytest.approx(1.2, abs=0.07)
+    assert short.duration == pytest.approx(0.4, abs=0.07)
+
+
+def test_a_scene_derived_through_the_scripts_own_class(tmp_path):
+    with render(scripts.INDIRECT_SCENE, tmp_path, scene_name="Zoom") as video:
+        assert decode(video.path).frames
+
+
+def test_an_exception_in_construct_names_type_line_and_a_clean_traceback(tmp_path):
+    with pytest.raises(ScriptError) as caught:
+        with render(scripts.RAISES_IN_CONSTRUCT, tmp_path):
+            pass
+    error = caught.value
+    assert (error.error_type, error.line) == ("NameError", 8)
+    assert error.traceback.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "scene.py", line 8, in construct',
+        "    self.play(circle.animate.shift(RIGHT * undefined_distance))",
+        "NameError: name 'undefined_distance' is not defined",
+    ]
+
+
+def test_an_error_inside_manim_keeps_the_users_line_and_the_frame_that_raised(tmp_path):
+    with pytest.raises(ScriptError) as caught:
+        with render(scripts.BAD_MANIM_CALL, tmp_path):
+            pass
+    error = caught.value
+    assert error.error_type == "TypeError"
+    assert error.line == 6
+    frames = [line for line in error.traceback.splitlines() if line.startswith('  File "')]
+    assert frames[0].startswith('  File "scene.py", line 6')
+    assert len(frames) == 2 and frames[1].startswith('  File "manim/')
+    for noise in ("\x1b[", "│", "╭", "render/", "/tmp/"):
+        assert noise not in error.traceback
+
+
+def test_the_job_folder_is_removed_after_success_and_failure(tmp_path):
+    with render(scripts.CIRCLE, tmp_path) as video:
+        assert video.path.is_relative_to(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ScriptError):
+        with render(scripts.RAISES_IN_CONSTRUCT, tmp_path):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_time_limit_ends_the_render_and_what_it_started(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    work_dir = tmp_path / "jobs"
+    started = time.monotonic()
+    with pytest.raises(RenderTimeout) as caught:
+        with render(scripts.SLOW_WITH_CHILD.format(pid_file=pid_file), work_dir, timeout_seconds=4):
+            pass
+    assert time.monotonic() - started < 10
+    assert caught.value.details() == {"type": "TimeLimitExceeded", "limitSeconds": 4}
+    assert not running(int(pid_file.read_text()))
+    assert list(work_dir.iterdir()) == []
+
+
+def test_the_script_gets_no_credentials_from_our_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-scripts")
+    code = scripts.CIRCLE.replace(
+        "    def construct(self):\n",
+        "    def construct(self):\n        import os\n        assert 'AWS_SECRET_ACCESS_KEY' not in os.environ, 'leak'\n",
+    )
+    with render(code, tmp_path) as video:
+        assert video.path.exists()

@@ -1,0 +1,34 @@
+"""Decode a rendered video, so tests assert what a viewer would see, not that a file exists."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    width: int
+    height: int
+    fps: float
+    frames: list[np.ndarray]  # RGB, one array per frame
+
+    @property
+    def duration(self) -> float:
+        return len(self.frames) / self.fps
+
+    def lit_fraction(self, index: int, rows: slice = slice(None)) -> float:
+        """The share of pixels that are not background black in frame `index` (within `rows`)."""
+        return float((self.frames[index][rows].max(axis=2) > 40).mean())
+
+
+def decode(path: Path) -> DecodedVideo:
+    """Every frame of the video's first stream, which must be H.264 in MP4."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264", stream.codec_context.name
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        return DecodedVideo(stream.codec_context.width, stream.codec_context.height, float(stream.average_rate), frames)
