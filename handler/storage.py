@@ -48,7 +48,8 @@ class S3Storage:
     def __init__(self, bucket: str, endpoint_url: str | None = None, url_expires_seconds: int = 3600) -> None:
         self.bucket = bucket
         self._url_expires_seconds = url_expires_seconds
-        config = Config(retries={"mode": "standard"})
+        # SigV4 presigned URLs: the only kind every region and S3-compatible server accepts.
+        config = Config(signature_version="s3v4", retries={"mode": "standard"})
         if endpoint_url:
             # S3-compatible servers want path-style addresses and often reject the
             # checksums that boto3 now sends by default.

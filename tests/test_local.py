@@ -1,0 +1,157 @@
+"""The local ways to run the worker: `make serve`'s server and `make run`'s one-shot invoke."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import scripts
+from tests.video import decode
+
+PROJECT = Path(__file__).parent.parent
+
+# The seed README's integration example, as its callers run it (type annotation removed so
+# that plain Node runs it).
+SEED_FETCH_EXAMPLE = """
+async function generateVideo(manimCode) {
+  try {
+    const response = await fetch(`${process.env.WORKER_URL}/api/render`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        codeContent: manimCode,
+        quality: "-qm", // medium quality
+      }),
+    });
+
+    if (!response.ok) {
+      const errorData = await response.json();
+      throw new Error(errorData.message || "Failed to render video.");
+    }
+
+    const { s3Key } = await response.json();
+    console.log(`Video uploaded successfully. S3 Key: ${s3Key}`);
+
+    // You can now store this s3Key in your database.
+    return s3Key;
+  } catch (error) {
+    console.error("Error calling worker service:", error);
+  }
+}
+generateVideo(process.env.MANIM_CODE);
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if key != "S3_BUCKET_NAME"}
+    env.update(RENDER_WORK_DIR=str(tmp_path / "jobs"), LOCAL_STORE_DIR=str(tmp_path / "store"), **extra)
+    return env
+
+
+def request(url: str, body: object | None = None) -> tuple[int, dict]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    tmp_path = tmp_path_factory.mktemp("server")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "handler.local", "serve"],
+        cwd=PROJECT,
+        env=worker_env(tmp_path, PORT=str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/health", timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the local server did not start")
+            time.sleep(0.1)
+    yield base
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_health(server):
+    assert request(f"{server}/health") == (200, {"message": "Health is OK"})
+
+
+def test_render_and_fetch_the_video_from_its_url(server):
+    status, body = request(f"{server}/api/render", {"codeContent": scripts.CIRCLE, "quality": "-ql"})
+    assert status == 200, body
+    assert body["url"] == f"{server}/{body['s3Key']}"
+    with urllib.request.urlopen(body["url"], timeout=10) as response:
+        assert response.headers["Content-Type"] == "video/mp4"
+        video = Path(os.environ.get("TMPDIR", "/tmp")) / f"fetched-{os.getpid()}.mp4"
+        video.write_bytes(response.read())
+    try:
+        assert len(decode(video).frames) == 15
+    finally:
+        video.unlink()
+
+
+def test_errors_keep_the_seeds_shape(server):
+    status, body = request(f"{server}/api/render", {"codeContent": scripts.CIRCLE, "quality": "-q9"})
+    assert status == 400 and set(body) == {"message", "errors"}
+    assert request(f"{server}/nowhere")[0] == 404
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js is not installed")
+def test_the_seeds_fetch_example_works_unchanged(server, tmp_path):
+    script = tmp_path / "caller.mjs"
+    script.write_text(SEED_FETCH_EXAMPLE)
+    result = subprocess.run(
+        ["node", str(script)],
+        env={**os.environ, "WORKER_URL": server, "MANIM_CODE": scripts.CIRCLE},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.stderr == ""
+    assert result.stdout.startswith("Video uploaded successfully. S3 Key: videos/")
+    assert result.stdout.strip().endswith("/DrawCircle.mp4")
+
+
+def test_make_run_invocation_renders_the_bundled_example(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "handler.local", "invoke", "events/function-url-render.json"],
+        cwd=PROJECT,
+        env=worker_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout[result.stdout.index('{\n  "statusCode"') :])
+    assert response["statusCode"] == 200
+    video = tmp_path / "store" / response["body"]["s3Key"]
+    assert f"The video is at {video.as_uri()}" in result.stderr
+    assert decode(video).duration == pytest.approx(3.5, abs=0.1)
