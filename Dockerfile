@@ -18,13 +18,13 @@ ENV LAMBDA_TASK_ROOT=/var/task
 USER 0
 WORKDIR ${LAMBDA_TASK_ROOT}
 
-# Install the runtime dependencies (awslambdaric included) from the lock CI tests against.
-# uv lives only in this layer: it is a build tool, not something the function needs.
+# Install the runtime dependencies (awslambdaric included) from the lock CI tests against, into
+# the interpreter ENTRYPOINT runs. uv lives only in this layer: the function does not need it.
 COPY pyproject.toml uv.lock /tmp/lock/
 RUN python -m pip install --no-cache-dir --target /tmp/uv "uv==${UV_VERSION}" \
     && /tmp/uv/bin/uv export --quiet --project /tmp/lock --frozen --no-dev --no-emit-project \
         --no-hashes --output-file /tmp/lock/requirements.txt \
-    && /tmp/uv/bin/uv pip install --system --no-cache --compile-bytecode \
+    && /tmp/uv/bin/uv pip install --python "$(command -v python)" --no-cache --compile-bytecode \
         --requirement /tmp/lock/requirements.txt \
     && rm -rf /tmp/uv /tmp/lock
 

@@ -1,0 +1,223 @@
+"""Checks on the deployment files (Dockerfile, template.yaml, samconfig.toml), all offline.
+
+No Docker engine is needed: the linters and SAM's own validator run as subprocesses, and the
+rest reads the files the way a deployer would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+TEMPLATE = ROOT / "template.yaml"
+SAMCONFIG = ROOT / "samconfig.toml"
+# The tools come with the dev dependencies, next to the interpreter running the tests.
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    assert path.exists(), f"{name} not found in {BIN}; run `uv sync` (it is a dev dependency)"
+    return str(path)
+
+
+def _offline_env() -> dict[str, str]:
+    """No credentials, profile or metadata service: the checks must not depend on an account."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    env.update(
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_EC2_METADATA_DISABLED="true",
+        SAM_CLI_TELEMETRY="0",
+    )
+    return env
+
+
+def _run(*args: str) -> None:
+    result = subprocess.run(
+        args, cwd=ROOT, env=_offline_env(), capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, (
+        f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+    )
+
+
+def _instructions(keyword: str) -> list[str]:
+    """Arguments of every Dockerfile instruction with this keyword, continuation lines joined."""
+    logical, pending = [], ""
+    for line in DOCKERFILE.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#") or not stripped:
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        logical.append(pending + stripped)
+        pending = ""
+    found = []
+    for instruction in logical:
+        name, _, arguments = instruction.partition(" ")
+        if name.upper() == keyword:
+            found.append(" ".join(arguments.split()))
+    return found
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml_parse(TEMPLATE.read_text())
+
+
+@pytest.fixture(scope="module")
+def function(template: dict) -> dict:
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) == 1, "expected exactly one AWS::Serverless::Function"
+    return functions[0]
+
+
+# The linters and validators, as CI and a deployer run them.
+
+
+def test_hadolint_passes_at_warning_threshold() -> None:
+    _run(_tool("hadolint"), "--failure-threshold", "warning", str(DOCKERFILE))
+
+
+def test_sam_validate_plain_passes() -> None:
+    # samconfig.toml turns lint on for `sam validate`; the `plain` environment runs SAM's own
+    # translator check, which catches SAM errors that cfn-lint does not.
+    _run(_tool("sam"), "validate", "--config-env", "plain", "--template-file", str(TEMPLATE))
+
+
+def test_sam_validate_lint_passes() -> None:
+    _run(_tool("sam"), "validate", "--lint", "--template-file", str(TEMPLATE))
+
+
+def test_cfn_lint_passes() -> None:
+    _run(_tool("cfn-lint"), str(TEMPLATE))
+
+
+# The Dockerfile.
+
+
+def test_cmd_names_an_existing_handler_in_exec_form() -> None:
+    cmds = _instructions("CMD")
+    assert len(cmds) == 1, f"expected one CMD, found {cmds}"
+    command = json.loads(cmds[0])
+    assert isinstance(command, list) and len(command) == 1, f"CMD must be exec form with one handler: {cmds[0]}"
+    module_name, _, attribute = command[0].rpartition(".")
+    module = importlib.import_module(module_name)
+    assert callable(getattr(module, attribute, None)), f"{command[0]} is not a callable"
+
+
+def test_entrypoint_runs_awslambdaric() -> None:
+    entrypoints = _instructions("ENTRYPOINT")
+    assert len(entrypoints) == 1, f"expected one ENTRYPOINT, found {entrypoints}"
+    assert json.loads(entrypoints[0]) == ["python", "-m", "awslambdaric"]
+
+
+def test_base_image_is_manim_with_a_pinned_tag() -> None:
+    (base,) = _instructions("FROM")
+    assert base.startswith("manimcommunity/manim:${MANIM_IMAGE_TAG}")
+    (tag_arg,) = [arg for arg in _instructions("ARG") if arg.startswith("MANIM_IMAGE_TAG=")]
+    tag = tag_arg.partition("=")[2]
+    assert tag.startswith("v") and tag not in {"latest", "stable"}, f"unpinned base tag {tag}"
+
+
+def test_image_installs_from_the_lock_and_copies_the_packages() -> None:
+    text = DOCKERFILE.read_text()
+    assert "uv export" in text and "--frozen" in text and "--no-dev" in text
+    copies = " ".join(_instructions("COPY"))
+    for source in ("uv.lock", "handler/", "render/"):
+        assert source in copies, f"the image does not COPY {source}"
+
+
+def test_writable_paths_point_at_tmp() -> None:
+    env = " ".join(_instructions("ENV"))
+    for variable in ("HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR", "TEXMFVAR"):
+        assert f"{variable}=/tmp" in env, f"{variable} must live under /tmp on Lambda"
+
+
+def test_build_context_holds_every_copy_source() -> None:
+    # The same .dockerignore matcher that `sam build` uses through docker-py.
+    build = pytest.importorskip("docker.utils.build")
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    context = build.exclude_paths(str(ROOT), patterns, dockerfile="Dockerfile")
+    for source in ("pyproject.toml", "uv.lock", "handler/app.py", "render/__init__.py"):
+        assert source in context, f"{source} is excluded from the build context"
+    assert not any(path.startswith((".venv/", ".git/", "tests/")) for path in context)
+
+
+# The SAM template.
+
+
+def test_function_is_an_image_built_from_the_dockerfile(function: dict) -> None:
+    assert function["Properties"]["PackageType"] == "Image"
+    metadata = function["Metadata"]
+    assert (ROOT / metadata["DockerContext"] / metadata["Dockerfile"]).resolve() == DOCKERFILE
+    assert metadata["DockerTag"]
+
+
+def test_function_url_is_aws_iam_by_default(template: dict, function: dict) -> None:
+    auth = function["Properties"]["FunctionUrlConfig"]["AuthType"]
+    assert auth == {"Ref": "FunctionUrlAuthType"}
+    parameter = template["Parameters"]["FunctionUrlAuthType"]
+    assert parameter["Default"] == "AWS_IAM"
+    assert set(parameter["AllowedValues"]) == {"AWS_IAM", "NONE"}
+
+
+def test_timeout_default_and_max_fit_lambda(template: dict, function: dict) -> None:
+    assert function["Properties"]["Timeout"] == {"Ref": "Timeout"}
+    parameter = template["Parameters"]["Timeout"]
+    assert int(parameter["Default"]) <= 900
+    assert int(parameter["MaxValue"]) <= 900
+
+
+def test_bucket_expires_videos(template: dict) -> None:
+    buckets = [r for r in template["Resources"].values() if r["Type"] == "AWS::S3::Bucket"]
+    assert len(buckets) == 1
+    rules = buckets[0]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert any(
+        rule["Status"] == "Enabled" and rule.get("Prefix") == "videos/" and "ExpirationInDays" in rule
+        for rule in rules
+    ), f"no enabled expiration rule on videos/: {rules}"
+
+
+def test_s3_access_is_limited_to_videos(template: dict) -> None:
+    role = template["Resources"]["RenderFunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all(action.startswith("s3:") and "*" not in action for action in actions)
+        arn = statement["Resource"]["Fn::Sub"][0]
+        if actions == ["s3:ListBucket"]:
+            assert statement["Condition"]["StringLike"]["s3:prefix"] == "videos/*"
+        else:
+            assert arn.endswith("/videos/*"), f"{actions} granted beyond videos/: {arn}"
+
+
+def test_outputs_name_every_way_in(template: dict) -> None:
+    assert {"FunctionUrl", "ApiUrl", "BucketName", "FunctionName", "FunctionArn"} <= set(template["Outputs"])
+
+
+# samconfig.toml.
+
+
+def test_samconfig_is_ready_for_guided_deploy() -> None:
+    config = tomllib.loads(SAMCONFIG.read_text())
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["stack_name"] == "manim-worker"
+    assert deploy["resolve_image_repos"] is True
+    assert "CAPABILITY_IAM" in deploy["capabilities"]
+    assert config["default"]["validate"]["parameters"]["lint"] is True
