@@ -7,6 +7,7 @@ import pytest
 
 from handler.app import get_storage
 from handler.settings import Settings, get_settings
+from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
 
@@ -43,3 +44,23 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
 def local_store(tmp_path: Path) -> Path:
     """The embedded store's directory (the default storage when no bucket is set)."""
     return tmp_path / "store"
+
+
+# Real services on loopback (tests/services.py): SeaweedFS S3 and the Lambda RIE.
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 API (SeaweedFS) for the whole session; give each test its own bucket."""
+    with seaweed_s3(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def lambda_task_root() -> Iterator[Path]:
+    """The project as a task root the unprivileged function user can read; run its
+    `.venv/bin/python` (a copy when the checkout is closed to other users)."""
+    with readable_tempdir("task-root-") as dest:
+        yield stage_task_root(PROJECT_ROOT, dest)

@@ -1,0 +1,124 @@
+"""The real Lambda invoke path: the Runtime Interface Emulator running awslambdaric with the
+handler the Dockerfile's CMD names, as an unprivileged user, fed the files in events/, storing
+to a real S3-compatible server (SeaweedFS) through S3_ENDPOINT."""
+
+import json
+import re
+import uuid
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.services import LambdaRuntime, S3Server, free_ports, lambda_runtime
+from tests.video import decode
+
+PROJECT = Path(__file__).resolve().parent.parent
+EVENTS = PROJECT / "events"
+
+
+def dockerfile_handler() -> str:
+    """The handler the image runs: the Dockerfile's exec-form CMD."""
+    match = re.search(r"^CMD\s+(\[.*\])\s*$", (PROJECT / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, "the Dockerfile has no exec-form CMD"
+    (handler,) = json.loads(match.group(1))
+    return handler
+
+
+def event(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def function_env(s3_server: S3Server, bucket: str) -> dict[str, str]:
+    return {
+        **s3_server.env(),
+        "S3_BUCKET_NAME": bucket,
+        "RENDER_WORK_DIR": f"/tmp/manim-worker-rie-{uuid.uuid4().hex}/jobs",
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+    }
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server) -> str:
+    name = f"videos-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="module")
+def function(s3_server: S3Server, bucket: str, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
+    with lambda_runtime(dockerfile_handler(), lambda_task_root, function_env(s3_server, bucket)) as runtime:
+        yield runtime
+
+
+def http(runtime: LambdaRuntime, name: str) -> tuple[int, dict]:
+    result = runtime.invoke(event(name))
+    assert "errorType" not in result, runtime.log_tail()
+    return result["statusCode"], json.loads(result["body"])
+
+
+def assert_stored_video(s3_server: S3Server, bucket: str, body: dict, tmp_path: Path, seconds: float) -> None:
+    """The object is in the bucket as an MP4 that decodes to the expected length, and the
+    answer's presigned URL serves the same bytes."""
+    stored = s3_server.client().get_object(Bucket=bucket, Key=body["s3Key"])
+    assert stored["ContentType"] == "video/mp4"
+    data = stored["Body"].read()
+    with urllib.request.urlopen(body["url"], timeout=10) as response:
+        assert response.read() == data
+    video = tmp_path / "video.mp4"
+    video.write_bytes(data)
+    assert decode(video).duration == pytest.approx(seconds, abs=0.1)
+
+
+@pytest.mark.parametrize("name", ["function-url-health.json", "http-api-health.json"])
+def test_health(function, name):
+    assert http(function, name) == (200, {"message": "Health is OK"})
+
+
+@pytest.mark.parametrize("name", ["function-url-render.json", "http-api-render.json"])
+def test_render_events_store_the_video_in_s3(function, s3_server, bucket, tmp_path, name):
+    status, body = http(function, name)
+    assert status == 200, body
+    assert re.fullmatch(r"videos/[0-9a-f]{32}/SquareToCircle\.mp4", body["s3Key"])
+    assert body["bucket"] == bucket
+    assert body["url"].startswith(f"{s3_server.endpoint_url}/{bucket}/{body['s3Key']}?")
+    assert_stored_video(s3_server, bucket, body, tmp_path, seconds=3.5)
+
+
+def test_direct_invoke_returns_the_body(function, s3_server, bucket, tmp_path):
+    body = function.invoke(event("direct-render-two-scenes.json"))
+    assert body["sceneName"] == "Second" and body["s3Key"].endswith("/Second.mp4"), body
+    assert_stored_video(s3_server, bucket, body, tmp_path, seconds=1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("bad-malformed-json.json", 400),
+        ("bad-unknown-quality.json", 400),
+        ("bad-missing-code.json", 400),
+        ("bad-scene-name.json", 400),
+        ("bad-unknown-route.json", 404),
+    ],
+)
+def test_bad_http_events(function, name, status):
+    answer_status, body = http(function, name)
+    assert answer_status == status
+    assert set(body) == {"message", "errors"}
+
+
+def test_a_script_error_comes_back_as_a_result(function):
+    result = function.invoke(event("bad-script-error.json"))
+    assert result["statusCode"] == 422
+    assert (result["errors"]["type"], result["errors"]["line"]) == ("NameError", 8)
+    assert result["errors"]["traceback"].startswith('Traceback (most recent call last):\n  File "scene.py", line 8')
+
+
+def test_storage_down_raises_on_a_direct_invoke(s3_server, bucket, lambda_task_root):
+    (closed_port,) = free_ports(1)
+    env = function_env(s3_server, bucket) | {"S3_ENDPOINT": f"http://127.0.0.1:{closed_port}"}
+    with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
+        result = runtime.invoke(event("direct-render.json"))
+    assert result["errorType"] == "StorageError"
+    assert bucket in result["errorMessage"]
