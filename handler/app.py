@@ -8,31 +8,47 @@ retries and failure destinations apply, and answered 5xx over HTTP.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from handler.errors import NOT_FOUND, error_body, render_problem, storage_problem, validation_problem
+from handler.auth import expected_token, presents_token
+from handler.errors import NOT_FOUND, UNAUTHORIZED, error_body, render_problem, storage_problem, validation_problem
 from handler.models import RenderRequest
 from handler.service import render_and_store
 from handler.settings import get_settings
 from handler.storage import Storage, StorageError, storage_from_settings
-from render import RenderError, RendererFailed
+from render import RenderError, RendererFailed, RenderWorker
 
 logger = Logger()
 # Function URL and HTTP API (payload 2.0) events share one format, so one resolver serves both.
 app = APIGatewayHttpResolver(enable_validation=True)
 
+# Routes anyone may call, token or not.
+OPEN_ROUTES = frozenset({"/health"})
+
+
 @lru_cache(maxsize=1)
 def get_storage() -> Storage:
     """The storage of this execution environment, made once (its client is reused warm)."""
     return storage_from_settings(get_settings())
+
+
+@lru_cache(maxsize=1)
+def get_worker() -> RenderWorker:
+    """The warm render worker of this execution environment, started on first use."""
+    worker = RenderWorker(get_settings().render_work_dir)
+    worker.start()
+    logger.info("Render worker ready", extra={"protections": worker.protections})
+    return worker
 
 
 def _remaining_ms() -> int | None:
@@ -44,14 +60,30 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type="application/json", body=body)
 
 
+def require_token(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """With a token configured, every route but the open ones needs it."""
+    expected = expected_token(get_settings())
+    if expected is None or resolver.current_event.path in OPEN_ROUTES:
+        return next_middleware(resolver)
+    if presents_token(resolver.current_event.headers, expected):
+        return next_middleware(resolver)
+    response = _json(UNAUTHORIZED, error_body("Missing or invalid bearer token.", {"type": "Unauthorized"}))
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+app.use(middlewares=[require_token])
+
+
 @app.get("/health")
-def health() -> dict[str, str]:
-    return {"message": "Health is OK"}
+def health() -> dict[str, Any]:
+    worker = get_worker()
+    return {"message": "Health is OK", "worker": {"protections": worker.protections, "restarts": worker.restarts}}
 
 
 @app.post("/api/render")
 def render(request: RenderRequest) -> dict[str, Any]:
-    return render_and_store(request, get_settings(), get_storage(), _remaining_ms()).body()
+    return render_and_store(request, get_settings(), get_storage(), get_worker(), _remaining_ms()).body()
 
 
 @app.exception_handler(RequestValidationError)
@@ -62,7 +94,7 @@ def _invalid_request(error: RequestValidationError) -> Response:
 @app.exception_handler(RenderError)
 def _render_failed(error: RenderError) -> Response:
     if isinstance(error, RendererFailed):
-        logger.error("Renderer failed", extra={"reason": str(error), "output_tail": error.output_tail})
+        logger.error("Renderer failed", extra={"reason": str(error)})
     return _json(*render_problem(error))
 
 
@@ -94,12 +126,16 @@ def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]
         return {"statusCode": status, **body}
     remaining = context.get_remaining_time_in_millis() if context else None
     try:
-        return render_and_store(request, get_settings(), get_storage(), remaining).body()
+        return render_and_store(request, get_settings(), get_storage(), get_worker(), remaining).body()
     except RendererFailed:
         raise
     except RenderError as error:
         status, body = render_problem(error)
         return {"statusCode": status, **body}
+
+
+if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
+    get_worker()  # at init: Lambda's init phase pays for Manim's import, not the first request
 
 
 @logger.inject_lambda_context

@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from render import RenderError, RenderTimeout, ScriptError
+from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
 
 from handler.storage import StorageError
 
 INVALID_REQUEST = 400
+UNAUTHORIZED = 401
 NOT_FOUND = 404
 RENDER_TIME_LIMIT = 408
+RENDER_RESOURCE_LIMIT = 413
 SCRIPT_ERROR = 422
 INTERNAL_ERROR = 500
 STORAGE_ERROR = 502
@@ -45,6 +47,8 @@ def render_problem(error: RenderError) -> tuple[int, dict[str, Any]]:
         return SCRIPT_ERROR, error_body(f"The script could not be rendered: {error.message}", error.details())
     if isinstance(error, RenderTimeout):
         return RENDER_TIME_LIMIT, error_body(str(error), error.details())
+    if isinstance(error, ResourceLimitExceeded):
+        return RENDER_RESOURCE_LIMIT, error_body(str(error), error.details())
     return INTERNAL_ERROR, error_body("The renderer failed; this is our fault, please try again.", error.details())
 
 

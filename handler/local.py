@@ -130,6 +130,9 @@ def serve(port: int) -> None:
     """Serve the handler's routes on `port` until interrupted."""
     if not os.environ.get("S3_BUCKET_NAME"):
         os.environ.setdefault("LOCAL_STORE_URL", f"http://127.0.0.1:{port}")
+    from handler.app import get_worker
+
+    get_worker()  # start the warm worker now, not on the first request
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health)", flush=True)
     try:

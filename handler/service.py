@@ -10,7 +10,7 @@ from aws_lambda_powertools import Logger
 from handler.models import RenderRequest, RenderResponse, Timings
 from handler.settings import Settings
 from handler.storage import Storage
-from render import render_video
+from render import RenderWorker
 
 logger = Logger(child=True)
 
@@ -21,7 +21,7 @@ def video_key(job_id: str, scene_name: str) -> str:
 
 
 def render_and_store(
-    request: RenderRequest, settings: Settings, storage: Storage, remaining_ms: int | None
+    request: RenderRequest, settings: Settings, storage: Storage, worker: RenderWorker, remaining_ms: int | None
 ) -> RenderResponse:
     """Render the request's scene, upload the video and describe where it is.
 
@@ -29,13 +29,11 @@ def render_and_store(
     handler.storage.StorageError when the video cannot be stored.
     """
     started = time.monotonic()
-    timeout = settings.render_timeout(remaining_ms)
-    with render_video(
+    with worker.render(
         request.code_content,
         quality=request.quality,
         scene_name=request.scene_name,
-        work_dir=settings.render_work_dir,
-        timeout_seconds=timeout,
+        limits=settings.render_limits(remaining_ms),
     ) as video:
         logger.info("Rendered", extra={"scene": video.scene_name, "render_seconds": round(video.render_seconds, 3)})
         key = video_key(uuid.uuid4().hex, video.scene_name)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from render import RenderLimits
+
 # Used when no Lambda deadline bounds a render (the local server, `make run`).
 LOCAL_RENDER_TIMEOUT_SECONDS = 600.0
 # The shortest time limit a render is given, however little time the invocation has left.
@@ -25,9 +27,15 @@ class Settings(BaseModel):
     max_code_bytes: int = Field(100 * 1024, alias="MAX_CODE_BYTES", ge=1)
     render_timeout_seconds: float | None = Field(None, alias="RENDER_TIMEOUT_SECONDS", gt=0)
     upload_margin_seconds: float = Field(20.0, alias="UPLOAD_MARGIN_SECONDS", ge=0)
-    render_work_dir: Path = Field(Path("/tmp/manim-worker/jobs"), alias="RENDER_WORK_DIR")
+    render_memory_mb: int = Field(2048, alias="RENDER_MEMORY_MB", ge=256)
+    render_max_output_mb: int = Field(512, alias="RENDER_MAX_OUTPUT_MB", ge=1)
+    render_max_processes: int = Field(64, alias="RENDER_MAX_PROCESSES", ge=8)
+    render_max_open_files: int = Field(256, alias="RENDER_MAX_OPEN_FILES", ge=64)
+    render_work_dir: Path = Field(Path("/tmp/manim-worker"), alias="RENDER_WORK_DIR")
     local_store_dir: Path = Field(Path("/tmp/manim-worker/store"), alias="LOCAL_STORE_DIR")
     local_store_url: str | None = Field(None, alias="LOCAL_STORE_URL")
+    api_token: str | None = Field(None, alias="API_TOKEN", repr=False)
+    api_token_parameter: str | None = Field(None, alias="API_TOKEN_PARAMETER")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +52,16 @@ class Settings(BaseModel):
         if self.render_timeout_seconds is not None:
             budget = min(budget, self.render_timeout_seconds)
         return max(budget, MIN_RENDER_TIMEOUT_SECONDS)
+
+    def render_limits(self, remaining_ms: int | None) -> RenderLimits:
+        """The limits of one render job started with `remaining_ms` left in the invocation."""
+        return RenderLimits(
+            timeout_seconds=self.render_timeout(remaining_ms),
+            memory_mb=self.render_memory_mb,
+            max_output_mb=self.render_max_output_mb,
+            max_processes=self.render_max_processes,
+            max_open_files=self.render_max_open_files,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -4,18 +4,21 @@ It knows Manim, processes and files, and nothing of AWS, HTTP or storage, so it 
 used and tested on its own.
 """
 
-from render.errors import RenderError, RendererFailed, RenderTimeout, ScriptError
-from render.job import QUALITY_FLAGS, RenderedVideo, render_video
+from render.errors import RenderError, RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError
+from render.job import QUALITY_FLAGS, RenderedVideo, RenderWorker
+from render.sandbox import RenderLimits
 from render.scenes import choose_scene, find_scenes
 
 __all__ = [
     "QUALITY_FLAGS",
     "RenderError",
+    "RenderLimits",
     "RenderTimeout",
+    "RenderWorker",
     "RenderedVideo",
     "RendererFailed",
+    "ResourceLimitExceeded",
     "ScriptError",
     "choose_scene",
     "find_scenes",
-    "render_video",
 ]

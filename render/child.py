@@ -1,13 +1,13 @@
-"""The render process: runs the user's script through Manim's Python API and reports.
+"""Inside a job's child: run the user's script through Manim's Python API and report.
 
-Started by `render.job` with the job spec on stdin. It writes one JSON report to the spec's
-`result` path: `{"video": path}` or `{"error": {...}}` with the exception type, the line in
-the user's script and a traceback trimmed to the frames that help fix the script.
+The report is `{"video": path}`, `{"limit": name}` when the script ran into one of its
+resource limits, or `{"error": {...}}` with the exception type, the line in the user's script
+and a traceback trimmed to the frames that help fix the script.
 """
 
 from __future__ import annotations
 
-import json
+import errno
 import sys
 import sysconfig
 import traceback
@@ -17,7 +17,10 @@ from typing import Any
 
 from render.errors import strip_ansi
 
+SCRIPT_NAME = "scene.py"
+
 _MAX_TEXT = 4000
+_OUR_CODE = str(Path(__file__).resolve().parent) + "/"
 
 
 def _frame_label(filename: str, script: str) -> str:
@@ -36,7 +39,7 @@ def describe_exception(error: BaseException, script: str) -> dict[str, Any]:
     Frames of the script are kept, plus the frame that raised when it lies in a library
     (it says what the library objected to); our frames and Manim's internals are dropped.
     """
-    frames = traceback.extract_tb(error.__traceback__)
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if not f.filename.startswith(_OUR_CODE)]
     kept = [frame for frame in frames if frame.filename == script]
     if frames and frames[-1].filename != script:
         kept.append(frames[-1])
@@ -57,9 +60,9 @@ def describe_exception(error: BaseException, script: str) -> dict[str, Any]:
     }
 
 
-def _apply_job_config(config: Any, spec: dict[str, Any]) -> None:
+def _apply_job_config(config: Any, media_dir: str) -> None:
     """Settings the job needs whatever the script sets: output inside the job, no extras."""
-    config.media_dir = spec["media_dir"]
+    config.media_dir = media_dir
     config.disable_caching = True  # a job renders once; Manim's partial-movie cache only costs
     config.write_to_movie = True
     config.save_last_frame = False
@@ -69,33 +72,45 @@ def _apply_job_config(config: Any, spec: dict[str, Any]) -> None:
     config.notify_outdated_version = False
 
 
-def render_scene(spec: dict[str, Any]) -> str:
+def render_scene(script: str, scene_name: str, quality: str) -> str:
     """Execute the script as module `scene`, render the chosen scene, return the video path."""
     from manim import config, tempconfig
 
-    script = spec["script"]
     code = Path(script).read_text(encoding="utf-8")
-    with tempconfig({"quality": spec["quality"], "verbosity": "WARNING"}):
-        _apply_job_config(config, spec)
+    media_dir = str(Path(script).parent / "media")
+    with tempconfig({"quality": quality, "verbosity": "WARNING"}):
+        _apply_job_config(config, media_dir)
         config.input_file = script
         module = types.ModuleType("scene")
         module.__file__ = script
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
-        _apply_job_config(config, spec)  # the script may have moved the output elsewhere
-        scene = module.__dict__[spec["scene"]]()
+        _apply_job_config(config, media_dir)  # the script may have moved the output elsewhere
+        scene = module.__dict__[scene_name]()
         scene.render()
         return str(scene.renderer.file_writer.movie_file_path)
 
 
-def main() -> None:
-    spec = json.load(sys.stdin)
+# Exceptions that mean the script hit one of its rlimits rather than a bug of its own.
+_LIMIT_ERRNOS = {errno.EFBIG: "output", errno.EMFILE: "open_files", errno.EAGAIN: "processes"}
+
+
+def limit_hit(error: BaseException) -> str | None:
+    """The name of the resource limit behind `error`, if it is one."""
+    if isinstance(error, MemoryError):
+        return "memory"
+    if isinstance(error, OSError) and error.errno in _LIMIT_ERRNOS:
+        return _LIMIT_ERRNOS[error.errno]
+    return None
+
+
+def render_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Render the job's scene; describe the video, the limit hit, or the script's error."""
+    script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
     try:
-        report: dict[str, Any] = {"video": render_scene(spec)}
+        return {"video": render_scene(script, job["scene"], job["quality"])}
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
-        report = {"error": describe_exception(error, spec["script"])}
-    Path(spec["result"]).write_text(json.dumps(report), encoding="utf-8")
-
-
-if __name__ == "__main__":
-    main()
+        limit = limit_hit(error)
+        if limit is not None:
+            return {"limit": limit}
+        return {"error": describe_exception(error, script)}

@@ -65,12 +65,32 @@ class RenderTimeout(RenderError):
         return {"type": "TimeLimitExceeded", "limitSeconds": self.limit_seconds}
 
 
+class ResourceLimitExceeded(RenderError):
+    """The render went past one of its resource limits (memory, CPU time, output, processes,
+    open files) and was stopped."""
+
+    _DESCRIPTIONS = {
+        "memory": ("memory", "memory_mb", "MB", "RENDER_MEMORY_MB"),
+        "cpu": ("CPU time", "timeout_seconds", "s", "RENDER_TIMEOUT_SECONDS"),
+        "output": ("output size", "max_output_mb", "MB", "RENDER_MAX_OUTPUT_MB"),
+        "processes": ("process count", "max_processes", "", "RENDER_MAX_PROCESSES"),
+        "open_files": ("open files", "max_open_files", "", "RENDER_MAX_OPEN_FILES"),
+    }
+
+    def __init__(self, limit: str, limits: Any) -> None:
+        name, field, unit, setting = self._DESCRIPTIONS.get(limit, (limit, "", "", ""))
+        value = getattr(limits, field, None)
+        amount = f" of {value:g}{(' ' + unit) if unit else ''}" if isinstance(value, (int, float)) else ""
+        super().__init__(f"The render exceeded its {name} limit{amount} ({setting}) and was stopped.")
+        self.limit = limit
+        self.value = value
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "ResourceLimitExceeded", "limit": self.limit, "value": self.value}
+
+
 class RendererFailed(RenderError):
     """The render process ended without a result: our fault or the machine's, not the script's."""
-
-    def __init__(self, reason: str, output_tail: str = "") -> None:
-        super().__init__(reason)
-        self.output_tail = output_tail
 
     def details(self) -> dict[str, Any]:
         return {"type": "RendererFailed"}

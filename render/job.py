@@ -1,26 +1,40 @@
-"""Render one scene in a job folder of its own, in a separate process, within a time limit.
+"""The handler's side of rendering: the warm worker's client.
 
-The parent side of a render: it prepares the folder, starts `render.child`, enforces the
-time limit from outside, turns the child's report into a video or a RenderError, and
-removes the folder and every process the job started, whatever happened.
+`RenderWorker` starts `render.worker` once (at init, so Lambda's init phase pays for Manim's
+import), with an environment stripped of credentials and settings, then sends it one job at a
+time. Each job gets a fresh folder that is removed afterwards, whatever happened. A worker
+that dies or stops answering is killed with everything below it and started again, so the
+next job finds a working service.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO, Any
 
-from render.errors import RendererFailed, RenderTimeout, ScriptError, strip_ansi
+from render.child import SCRIPT_NAME
+from render.errors import RendererFailed, ResourceLimitExceeded, RenderTimeout, ScriptError, strip_ansi
+from render.sandbox import (
+    RenderLimits,
+    become_subreaper,
+    clean_environment,
+    kill_adopted_orphans,
+    kill_descendants,
+    make_non_dumpable,
+    remove_tree,
+    start_time,
+)
 from render.scenes import choose_scene
 
 # The seed's quality flags and the Manim quality each one names.
@@ -32,16 +46,14 @@ QUALITY_FLAGS: dict[str, str] = {
     "-qk": "fourk_quality",
 }
 
-SCRIPT_NAME = "scene.py"
-# Only these variables reach the render process: it gets no credentials and none of our settings.
-_INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "FONTCONFIG_PATH", "FONTCONFIG_FILE")
-_INHERITED_PREFIXES = ("TEXMF",)
-_OUTPUT_TAIL_BYTES = 4000
+_START_TIMEOUT_SECONDS = 120.0
+# How long past a job's own time limit the worker may take to answer before it is presumed hung.
+_REPLY_GRACE_SECONDS = 15.0
 
 
 @dataclass(frozen=True)
 class RenderedVideo:
-    """A finished video, valid until the `render_video` block that made it ends."""
+    """A finished video, valid until the `render` block that made it ends."""
 
     path: Path
     scene_name: str
@@ -49,127 +61,155 @@ class RenderedVideo:
     render_seconds: float
 
 
-@contextmanager
-def render_video(
-    code: str,
-    *,
-    quality: str,
-    work_dir: Path,
-    timeout_seconds: float,
-    scene_name: str | None = None,
-) -> Iterator[RenderedVideo]:
-    """Render `code`'s scene and yield the video; the job folder is removed when the block ends.
+class RenderWorker:
+    """One warm worker process and the jobs sent to it, one at a time."""
 
-    Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
-    and RendererFailed when the render process dies without a report.
-    """
-    if quality not in QUALITY_FLAGS:
-        raise ValueError(f"unknown quality flag {quality!r}")
-    scene = choose_scene(code, scene_name)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    job_root = Path(tempfile.mkdtemp(prefix="job-", dir=work_dir))
-    try:
-        started = time.monotonic()
-        video_path = _run_child(job_root, code, scene, QUALITY_FLAGS[quality], timeout_seconds)
-        yield RenderedVideo(video_path, scene, quality, time.monotonic() - started)
-    finally:
-        shutil.rmtree(job_root, ignore_errors=True)
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.protections: dict[str, bool] = {}
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._replies: IO[bytes] | None = None
+        self._requests: IO[bytes] | None = None
+        self._started_at = 0
 
+    def start(self) -> None:
+        """Start the worker and wait until Manim is imported (idempotent)."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._spawn()
 
-def _child_env(home: Path) -> dict[str, str]:
-    """A minimal environment: HOME and TMPDIR in the job, nothing of ours."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key in _INHERITED_ENV or key.startswith(_INHERITED_PREFIXES)
-    }
-    env.update(
-        HOME=str(home),
-        TMPDIR=str(home),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        MPLCONFIGDIR=str(home / ".cache"),
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-        PYTHONDONTWRITEBYTECODE="1",
-        NO_COLOR="1",
-        TERM="dumb",
-        COLUMNS="160",
-    )
-    return env
-
-
-def _run_child(job_root: Path, code: str, scene: str, quality: str, timeout_seconds: float) -> Path:
-    """Run `render.child` on the job and return the video path it reports."""
-    workspace = job_root / "work"
-    workspace.mkdir()
-    script = workspace / SCRIPT_NAME
-    script.write_text(code, encoding="utf-8")
-    result_path = job_root / "result.json"
-    spec = {
-        "script": str(script),
-        "scene": scene,
-        "quality": quality,
-        "media_dir": str(workspace / "media"),
-        "result": str(result_path),
-    }
-    with tempfile.TemporaryFile(dir=job_root) as output:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "render.child"],
-            stdin=subprocess.PIPE,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            cwd=workspace,
-            env=_child_env(workspace),
-            start_new_session=True,  # its own process group, so the whole job can be killed
+    def _spawn(self) -> None:
+        # This process holds the credentials: close it to the worker and its jobs, and adopt
+        # whatever a dead worker's jobs leave behind.
+        self.protections = {"handler_non_dumpable": make_non_dumpable(), "handler_subreaper": become_subreaper()}
+        home = self.work_dir / "worker"
+        home.mkdir(parents=True, exist_ok=True)
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        env = clean_environment(home, {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "render.worker", str(request_read), str(reply_write), str(self.work_dir / "tex")],
+            pass_fds=(request_read, reply_write),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=home,
+            start_new_session=True,
         )
+        os.close(request_read)
+        os.close(reply_write)
+        self._started_at = start_time(self._process.pid)
+        self._requests = os.fdopen(request_write, "wb")
+        self._replies = os.fdopen(reply_read, "rb")
+        hello = self._read_reply(time.monotonic() + _START_TIMEOUT_SECONDS)
+        if hello is None or not hello.get("ready"):
+            self._stop()
+            raise RendererFailed("The render worker did not start.")
+        self.protections.update(hello["protections"])
+
+    def _stop(self) -> None:
+        """Kill the worker, everything below it, and whatever it left to us."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            kill_descendants(process.pid)
+            process.kill()
+        process.wait()
+        kill_adopted_orphans(self._started_at)
+        for stream in (self._requests, self._replies):
+            if stream is not None:
+                stream.close()
+        self._process = self._requests = self._replies = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _read_reply(self, deadline: float) -> dict[str, Any] | None:
+        """The worker's next message, or None if it died or said nothing before `deadline`."""
+        assert self._replies is not None
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            ready, _, _ = select.select([self._replies], [], [], remaining)
+            if ready:
+                line = self._replies.readline()
+                return json.loads(line) if line else None
+
+    def _run(self, job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._stop()
+                self._spawn()
+            assert self._requests is not None
+            try:
+                self._requests.write(json.dumps({"job": job}).encode() + b"\n")
+                self._requests.flush()
+                reply = self._read_reply(time.monotonic() + timeout_seconds + _REPLY_GRACE_SECONDS)
+            except (OSError, ValueError):
+                reply = None
+            if reply is None or "result" not in reply:
+                self._stop()
+                self.restarts += 1
+                raise RendererFailed("The render worker died during the job; it has been restarted.")
+            return reply["result"]
+
+    @contextmanager
+    def render(
+        self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None
+    ) -> Iterator[RenderedVideo]:
+        """Render `code`'s scene and yield the video; the job folder is removed when the block ends.
+
+        Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
+        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
+        """
+        if quality not in QUALITY_FLAGS:
+            raise ValueError(f"unknown quality flag {quality!r}")
+        scene = choose_scene(code, scene_name)
+        jobs = self.work_dir / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="job-", dir=jobs))
         try:
-            process.communicate(json.dumps(spec).encode(), timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            raise RenderTimeout(timeout_seconds) from None
+            workspace = root / "work"
+            workspace.mkdir()
+            (workspace / SCRIPT_NAME).write_text(code, encoding="utf-8")
+            started = time.monotonic()
+            job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits)}
+            outcome = self._run(job, limits.timeout_seconds)
+            video = _video(outcome, workspace, limits)
+            yield RenderedVideo(video, scene, quality, time.monotonic() - started)
         finally:
-            _kill_group(process)
-        output_tail = _tail(output)
-    return _read_result(result_path, workspace, process.returncode, output_tail)
+            remove_tree(root)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    """Kill the render process and everything it started in its group, then reap it."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
-def _tail(output: "tempfile._TemporaryFileWrapper[bytes]") -> str:
-    """The last few KB of what the render printed, readable outside a terminal."""
-    output.seek(0, os.SEEK_END)
-    output.seek(max(0, output.tell() - _OUTPUT_TAIL_BYTES))
-    return strip_ansi(output.read().decode("utf-8", "replace"))
-
-
-def _read_result(result_path: Path, workspace: Path, returncode: int, output_tail: str) -> Path:
-    """Turn the child's report into the video path, or raise the error it describes."""
-    try:
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        if returncode >= 0:
-            raise ScriptError(
-                f"The script ended the render process (exit code {returncode}) before the scene finished.",
-                error_type="ProcessExited",
-            ) from None
-        raise RendererFailed(
-            f"The render process was killed by signal {-returncode} before it finished.",
-            output_tail,
-        ) from None
-    if "error" in result:
-        error = result["error"]
+def _video(outcome: dict[str, Any], workspace: Path, limits: RenderLimits) -> Path:
+    """The video the worker reports, or the error its outcome describes."""
+    kind = outcome.get("kind")
+    if kind == "video":
+        video = Path(outcome["video"]).resolve()
+        if video.is_file() and video.is_relative_to(workspace.resolve()):
+            return video
+        raise ScriptError("The render finished without writing a video.", error_type="NoVideo")
+    if kind == "script_error":
         raise ScriptError(
-            error["message"],
-            error_type=error["type"],
-            line=error.get("line"),
-            traceback=error.get("traceback"),
+            outcome["message"], error_type=outcome["type"], line=outcome.get("line"), traceback=outcome.get("traceback")
         )
-    video = Path(result["video"]).resolve()
-    if not video.is_file() or not video.is_relative_to(workspace.resolve()):
-        raise RendererFailed("The render finished without writing a video.", output_tail)
-    return video
+    if kind == "timeout":
+        raise RenderTimeout(limits.timeout_seconds)
+    if kind == "limit":
+        raise ResourceLimitExceeded(outcome["limit"], limits)
+    if kind == "exited":
+        raise ScriptError(
+            f"The script ended the render process (exit code {outcome['code']}) before the scene finished.",
+            error_type="ProcessExited",
+        )
+    if kind == "crashed":
+        raise ScriptError(
+            f"The render process crashed ({outcome['signal']}) while running the script.",
+            error_type="ProcessCrashed",
+        )
+    raise RendererFailed(f"The render worker failed: {strip_ansi(str(outcome))[:500]}")
+

@@ -5,25 +5,44 @@ from pathlib import Path
 
 import pytest
 
-from handler.app import get_storage
+from handler.app import get_storage, get_worker
+from render import RenderWorker
 from handler.settings import Settings, get_settings
 from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
 
 
+@pytest.fixture(scope="session")
+def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The warm worker's folder for the whole session (one worker serves every test)."""
+    return tmp_path_factory.mktemp("worker")
+
+
 @pytest.fixture(autouse=True)
-def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No setting leaks in from the machine or from another test; jobs and store in tmp."""
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, work_dir: Path) -> Iterator[None]:
+    """No setting leaks in from the machine or from another test; the store in tmp."""
     for name in _SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("RENDER_WORK_DIR", str(tmp_path / "jobs"))
+    monkeypatch.setenv("RENDER_WORK_DIR", str(work_dir))
     monkeypatch.setenv("LOCAL_STORE_DIR", str(tmp_path / "store"))
     get_settings.cache_clear()
     get_storage.cache_clear()
     yield
     get_settings.cache_clear()
     get_storage.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def worker(work_dir: Path) -> Iterator[RenderWorker]:
+    """The handler's warm worker, shared by the session's tests."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RENDER_WORK_DIR", str(work_dir))
+        get_settings.cache_clear()
+        started = get_worker()
+    yield started
+    started.close()
+    get_worker.cache_clear()
 
 
 @pytest.fixture

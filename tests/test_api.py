@@ -31,8 +31,11 @@ def post_render(body: object) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize("name", ["function-url-health.json", "http-api-health.json"])
-def test_health(name):
-    assert call(load_event(name)) == (200, {"message": "Health is OK"})
+def test_health_reports_the_workers_protections(name):
+    status, body = call(load_event(name))
+    assert (status, body["message"]) == (200, "Health is OK")
+    protections = body["worker"]["protections"]
+    assert protections["handler_non_dumpable"] and protections["subreaper"] and protections["clean_environment"]
 
 
 @pytest.mark.parametrize("name", ["function-url-render.json", "http-api-render.json"])

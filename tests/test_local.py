@@ -101,7 +101,8 @@ def server(tmp_path_factory) -> Iterator[str]:
 
 
 def test_health(server):
-    assert request(f"{server}/health") == (200, {"message": "Health is OK"})
+    status, body = request(f"{server}/health")
+    assert (status, body["message"]) == (200, "Health is OK")
 
 
 def test_render_and_fetch_the_video_from_its_url(server):

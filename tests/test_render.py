@@ -1,11 +1,11 @@
-"""Real renders through render.render_video, decoded and checked."""
+"""Real renders through the warm worker (render.RenderWorker), decoded and checked."""
 
 import time
 from pathlib import Path
 
 import pytest
 
-from render import RenderTimeout, ScriptError, render_video
+from render import RenderLimits, RenderTimeout, ScriptError
 from tests import scripts
 from tests.video import decode
 
@@ -24,14 +24,24 @@ def running(pid: int, wait_seconds: float = 5) -> bool:
     return True
 
 
-def render(code: str, work_dir: Path, **options):
-    options.setdefault("quality", "-ql")
-    options.setdefault("timeout_seconds", 120)
-    return render_video(code, work_dir=work_dir, **options)
+@pytest.fixture
+def render(worker):
+    """Render with the session's warm worker at -ql; `timeout_seconds` sets the time limit."""
+
+    def start(code: str, timeout_seconds: float = 120, **options):
+        options.setdefault("quality", "-ql")
+        return worker.render(code, limits=RenderLimits(timeout_seconds=timeout_seconds), **options)
+
+    return start
 
 
-def test_a_simple_scene_becomes_a_low_quality_video(tmp_path):
-    with render(scripts.CIRCLE, tmp_path) as video:
+@pytest.fixture
+def jobs(worker) -> Path:
+    return worker.work_dir / "jobs"
+
+
+def test_a_simple_scene_becomes_a_low_quality_video(render):
+    with render(scripts.CIRCLE) as video:
         decoded = decode(video.path)
     assert (decoded.width, decoded.height, decoded.fps) == (854, 480, 15)
     assert len(decoded.frames) == 15
@@ -41,8 +51,8 @@ def test_a_simple_scene_becomes_a_low_quality_video(tmp_path):
     assert video.scene_name == "DrawCircle"
 
 
-def test_latex_axes_numbers_and_text_render(tmp_path):
-    with render(scripts.LATEX, tmp_path) as video:
+def test_latex_axes_numbers_and_text_render(render):
+    with render(scripts.LATEX) as video:
         decoded = decode(video.path)
     assert decoded.duration == pytest.approx(0.2, abs=0.07)
     top, middle, bottom = slice(0, 80), slice(160, 320), slice(400, 480)
@@ -51,23 +61,23 @@ def test_latex_axes_numbers_and_text_render(tmp_path):
     assert decoded.lit_fraction(-1, bottom) > 0.005  # the text
 
 
-def test_scene_name_picks_one_of_two(tmp_path):
-    with render(scripts.TWO_SCENES, tmp_path, scene_name="Long") as video:
+def test_scene_name_picks_one_of_two(render):
+    with render(scripts.TWO_SCENES, scene_name="Long") as video:
         long = decode(video.path)
-    with render(scripts.TWO_SCENES, tmp_path, scene_name="Short") as video:
+    with render(scripts.TWO_SCENES, scene_name="Short") as video:
         short = decode(video.path)
     assert long.duration == pytest.approx(1.2, abs=0.07)
     assert short.duration == pytest.approx(0.4, abs=0.07)
 
 
-def test_a_scene_derived_through_the_scripts_own_class(tmp_path):
-    with render(scripts.INDIRECT_SCENE, tmp_path, scene_name="Zoom") as video:
+def test_a_scene_derived_through_the_scripts_own_class(render):
+    with render(scripts.INDIRECT_SCENE, scene_name="Zoom") as video:
         assert decode(video.path).frames
 
 
-def test_an_exception_in_construct_names_type_line_and_a_clean_traceback(tmp_path):
+def test_an_exception_in_construct_names_type_line_and_a_clean_traceback(render):
     with pytest.raises(ScriptError) as caught:
-        with render(scripts.RAISES_IN_CONSTRUCT, tmp_path):
+        with render(scripts.RAISES_IN_CONSTRUCT):
             pass
     error = caught.value
     assert (error.error_type, error.line) == ("NameError", 8)
@@ -79,9 +89,9 @@ def test_an_exception_in_construct_names_type_line_and_a_clean_traceback(tmp_pat
     ]
 
 
-def test_an_error_inside_manim_keeps_the_users_line_and_the_frame_that_raised(tmp_path):
+def test_an_error_inside_manim_keeps_the_users_line_and_the_frame_that_raised(render):
     with pytest.raises(ScriptError) as caught:
-        with render(scripts.BAD_MANIM_CALL, tmp_path):
+        with render(scripts.BAD_MANIM_CALL):
             pass
     error = caught.value
     assert error.error_type == "TypeError"
@@ -93,34 +103,32 @@ def test_an_error_inside_manim_keeps_the_users_line_and_the_frame_that_raised(tm
         assert noise not in error.traceback
 
 
-def test_the_job_folder_is_removed_after_success_and_failure(tmp_path):
-    with render(scripts.CIRCLE, tmp_path) as video:
-        assert video.path.is_relative_to(tmp_path)
-    assert list(tmp_path.iterdir()) == []
+def test_the_job_folder_is_removed_after_success_and_failure(render, jobs):
+    with render(scripts.CIRCLE) as video:
+        assert video.path.is_relative_to(jobs)
+    assert list(jobs.iterdir()) == []
     with pytest.raises(ScriptError):
-        with render(scripts.RAISES_IN_CONSTRUCT, tmp_path):
+        with render(scripts.RAISES_IN_CONSTRUCT):
             pass
-    assert list(tmp_path.iterdir()) == []
+    assert list(jobs.iterdir()) == []
 
 
-def test_the_time_limit_ends_the_render_and_what_it_started(tmp_path):
+def test_the_time_limit_ends_the_render_and_what_it_started(render, jobs, tmp_path):
     pid_file = tmp_path / "child.pid"
-    work_dir = tmp_path / "jobs"
     started = time.monotonic()
     with pytest.raises(RenderTimeout) as caught:
-        with render(scripts.SLOW_WITH_CHILD.format(pid_file=pid_file), work_dir, timeout_seconds=4):
+        with render(scripts.SLOW_WITH_CHILD.format(pid_file=pid_file), timeout_seconds=4):
             pass
     assert time.monotonic() - started < 10
     assert caught.value.details() == {"type": "TimeLimitExceeded", "limitSeconds": 4}
     assert not running(int(pid_file.read_text()))
-    assert list(work_dir.iterdir()) == []
+    assert list(jobs.iterdir()) == []
 
 
-def test_the_script_gets_no_credentials_from_our_environment(tmp_path, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-for-scripts")
+def test_the_script_gets_no_credentials_from_our_environment(render):
     code = scripts.CIRCLE.replace(
         "    def construct(self):\n",
         "    def construct(self):\n        import os\n        assert 'AWS_SECRET_ACCESS_KEY' not in os.environ, 'leak'\n",
     )
-    with render(code, tmp_path) as video:
+    with render(code) as video:
         assert video.path.exists()
