@@ -73,6 +73,7 @@ class RenderWorker:
         self._replies: IO[bytes] | None = None
         self._requests: IO[bytes] | None = None
         self._started_at = 0
+        self._home = work_dir
 
     def start(self) -> None:
         """Start the worker and wait until Manim is imported (idempotent)."""
@@ -84,13 +85,17 @@ class RenderWorker:
         # This process holds the credentials: close it to the worker and its jobs, and adopt
         # whatever a dead worker's jobs leave behind.
         self.protections = {"handler_non_dumpable": make_non_dumpable(), "handler_subreaper": become_subreaper()}
-        home = self.work_dir / "worker"
-        home.mkdir(parents=True, exist_ok=True)
+        # A fresh, unguessable home for each worker: a job may write anywhere the worker
+        # could, but not into a folder made after it was killed, and Manim and Python read
+        # their configuration from here when the worker starts.
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=self.work_dir))
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         env = clean_environment(home, {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "render.worker", str(request_read), str(reply_write), str(self.work_dir / "tex")],
+            # -P: no current folder on sys.path; -s: no user site-packages.
+            [sys.executable, "-P", "-s", "-m", "render.worker", str(request_read), str(reply_write), str(home / "tex")],
             pass_fds=(request_read, reply_write),
             stdin=subprocess.DEVNULL,
             env=env,
@@ -99,6 +104,7 @@ class RenderWorker:
         )
         os.close(request_read)
         os.close(reply_write)
+        self._home = home
         self._started_at = start_time(self._process.pid)
         self._requests = os.fdopen(request_write, "wb")
         self._replies = os.fdopen(reply_read, "rb")
@@ -118,6 +124,7 @@ class RenderWorker:
             process.kill()
         process.wait()
         kill_adopted_orphans(self._started_at)
+        remove_tree(self._home)
         for stream in (self._requests, self._replies):
             if stream is not None:
                 stream.close()

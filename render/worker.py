@@ -164,9 +164,6 @@ def _outcome(status: int | None, report: dict | None, limits: RenderLimits, outp
         signum = os.WTERMSIG(status)
         if signum in _LIMIT_SIGNALS:
             return {"kind": "limit", "limit": _LIMIT_SIGNALS[signum]}
-        if signum == signal.SIGKILL:
-            # Nobody else kills a job's child; the kernel does when memory runs out.
-            return {"kind": "limit", "limit": "memory", "output": output}
         return {"kind": "crashed", "signal": signal.Signals(signum).name, "output": output}
     return {"kind": "exited", "code": os.WEXITSTATUS(status), "output": output}
 

@@ -404,14 +404,16 @@ def _rie_binary(venv: Path) -> Path:
     return installed
 
 
-def _as_user(user: str | None) -> dict[str, Any]:
-    """Popen arguments that drop to `user`: its uid and primary gid, no supplementary groups."""
+def _as_user(user: str | None) -> list[str]:
+    """A command prefix that runs what follows as `user`: its uid and primary gid, no
+    supplementary groups. Only the function drops: the emulator, like Lambda's own runtime
+    API service, stays out of the function's reach."""
     if user is None:
-        return {}
+        return []
     entry = pwd.getpwnam(user)
     if os.geteuid() != 0 and os.geteuid() != entry.pw_uid:
         raise PermissionError(f"running the function as {user!r} needs root; pass user=None")
-    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
 
 
 @contextlib.contextmanager
@@ -463,6 +465,7 @@ def lambda_runtime(
         f"{LOOPBACK}:{rie_port}",
         "--runtime-api-address",
         f"{LOOPBACK}:{api_port}",
+        *_as_user(user),
         str(python),
         "-m",
         "awslambdaric",
@@ -480,7 +483,6 @@ def lambda_runtime(
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                **_as_user(user),
             )
         stack.callback(_stop_group, process, 5.0)
         _wait_for(lambda: _port_open(rie_port), process, "the Lambda RIE", log_path, ready_timeout)

@@ -1,0 +1,85 @@
+"""The hostile-scene suite runs through the real Lambda invoke path (the Runtime Interface
+Emulator, awslambdaric, the Dockerfile's handler, an unprivileged function user), with
+credentials and a token in the function's environment that no script may ever see."""
+
+import json
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import scripts
+from tests.services import LambdaRuntime, S3Server, lambda_runtime
+from tests.test_lambda_runtime import dockerfile_handler
+from tests.video import decode
+
+# The limits the hostile function runs with: small, so that breaking them is quick.
+TIMEOUT_SECONDS = 8
+MAX_OUTPUT_MB = 16
+
+
+@pytest.fixture(scope="package")
+def secret_values(s3_server: S3Server) -> list[str]:
+    """Values in the function's environment that must never reach a caller. (The access key
+    id is not among them: every presigned URL names it, by design of SigV4.)"""
+    return [s3_server.secret_key, API_TOKEN]
+
+
+API_TOKEN = f"fake-api-token-{secrets.token_hex(16)}"
+
+
+@pytest.fixture(scope="package")
+def hostile_bucket(s3_server: S3Server) -> str:
+    name = f"hostile-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture(scope="package")
+def function(s3_server: S3Server, hostile_bucket: str, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
+    env = {
+        **s3_server.env(),
+        "API_TOKEN": API_TOKEN,
+        "S3_BUCKET_NAME": hostile_bucket,
+        "RENDER_WORK_DIR": f"/tmp/manim-worker-hostile-{uuid.uuid4().hex}",
+        "RENDER_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
+        "RENDER_MAX_OUTPUT_MB": str(MAX_OUTPUT_MB),
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+    }
+    with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
+        yield runtime
+
+
+@pytest.fixture
+def render(function: LambdaRuntime, secret_values: list[str]) -> Callable[..., dict]:
+    """Invoke the function directly with a script; check that no secret is in the answer."""
+
+    def invoke(code: str, **fields: object) -> dict:
+        result = function.invoke({"codeContent": code, "quality": "-ql", **fields})
+        answer = json.dumps(result)
+        leaked = [value for value in secret_values if value in answer]
+        assert not leaked, f"the answer carries a secret of the function: {answer[:2000]}"
+        return result
+
+    return invoke
+
+
+@pytest.fixture
+def next_render_is_correct(render: Callable[..., dict], s3_server: S3Server, hostile_bucket: str, tmp_path: Path):
+    """After a hostile scene, an ordinary one still renders exactly as it should."""
+
+    def check() -> None:
+        body = render(scripts.CIRCLE)
+        assert "s3Key" in body, body
+        video = tmp_path / "next.mp4"
+        video.write_bytes(s3_server.client().get_object(Bucket=hostile_bucket, Key=body["s3Key"])["Body"].read())
+        decoded = decode(video)
+        assert (decoded.width, decoded.height, len(decoded.frames)) == (854, 480, 15)
+        first, last = decoded.frames[0], decoded.frames[-1]
+        assert first[0, 0].max() < 10, "the background is no longer black"
+        assert decoded.lit_fraction(-1) > 0.02 and decoded.lit_fraction(0) < decoded.lit_fraction(-1)
+        assert last[240, 427][2] > 100, "the circle is no longer blue"
+
+    return check
