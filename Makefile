@@ -11,12 +11,13 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: help install system-packages run serve test
+.PHONY: help install system-packages run serve test bench
 
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
 	@echo "make serve  run the local HTTP server on PORT (default 3001)"
 	@echo "make test   run every test"
+	@echo "make bench  time the warm service against the manim CLI"
 
 install: system-packages $(VENV)/.synced
 
@@ -46,3 +47,6 @@ serve: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+bench: install
+	$(VENV)/bin/python -m tests.benchmark

@@ -8,15 +8,16 @@ retries and failure destinations apply, and answered 5xx over HTTP.
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -60,21 +61,6 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type="application/json", body=body)
 
 
-def require_token(resolver: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    """With a token configured, every route but the open ones needs it."""
-    expected = expected_token(get_settings())
-    if expected is None or resolver.current_event.path in OPEN_ROUTES:
-        return next_middleware(resolver)
-    if presents_token(resolver.current_event.headers, expected):
-        return next_middleware(resolver)
-    response = _json(UNAUTHORIZED, error_body("Missing or invalid bearer token.", {"type": "Unauthorized"}))
-    response.headers["WWW-Authenticate"] = "Bearer"
-    return response
-
-
-app.use(middlewares=[require_token])
-
-
 @app.get("/health")
 def health() -> dict[str, Any]:
     worker = get_worker()
@@ -114,6 +100,24 @@ def is_http_event(event: Any) -> bool:
     return isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]
 
 
+def unauthorized(event: dict[str, Any]) -> dict[str, Any] | None:
+    """With a token configured, the 401 answer for an HTTP event that lacks it, else None.
+
+    Checked before the resolver runs, so that an unauthenticated caller learns nothing from
+    validation errors; direct invokes are authorised by IAM alone and never come here.
+    """
+    expected = expected_token(get_settings())
+    request = APIGatewayProxyEventV2(event)
+    if expected is None or request.raw_path in OPEN_ROUTES or presents_token(request.headers, expected):
+        return None
+    return {
+        "statusCode": UNAUTHORIZED,
+        "headers": {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"},
+        "body": json.dumps(error_body("Missing or invalid bearer token.", {"type": "Unauthorized"})),
+        "isBase64Encoded": False,
+    }
+
+
 def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """A direct invoke: the event is the request body and the result is the response body.
 
@@ -142,5 +146,5 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The function's entry point, named by the Dockerfile's CMD."""
     if is_http_event(event):
-        return app.resolve(event, context)
+        return unauthorized(event) or app.resolve(event, context)
     return invoke_directly(event, context)

@@ -1,6 +1,7 @@
 """The local ways to run the worker: `make serve`'s server and `make run`'s one-shot invoke."""
 
 import json
+from contextlib import contextmanager
 import os
 import shutil
 import socket
@@ -73,31 +74,38 @@ def request(url: str, body: object | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[str]:
-    tmp_path = tmp_path_factory.mktemp("server")
+@contextmanager
+def local_server(tmp_path: Path, **env: str) -> Iterator[str]:
+    """`make serve`'s server on a free port, until the block ends; yields its base URL."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "handler.local", "serve"],
         cwd=PROJECT,
-        env=worker_env(tmp_path, PORT=str(port)),
+        env=worker_env(tmp_path, PORT=str(port), **env),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/health", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the local server did not start")
-            time.sleep(0.1)
-    yield base
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/health", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the local server did not start") from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    with local_server(tmp_path_factory.mktemp("server")) as base:
+        yield base
 
 
 def test_health(server):
@@ -156,3 +164,17 @@ def test_make_run_invocation_renders_the_bundled_example(tmp_path):
     video = tmp_path / "store" / response["body"]["s3Key"]
     assert f"The video is at {video.as_uri()}" in result.stderr
     assert decode(video).duration == pytest.approx(3.5, abs=0.1)
+
+
+def test_the_server_honours_the_api_token(tmp_path):
+    with local_server(tmp_path, API_TOKEN="local-token") as base:
+        assert request(f"{base}/api/render", {"codeContent": "x", "quality": "-q?"})[0] == 401
+        assert request(f"{base}/health")[0] == 200
+        authorised = urllib.request.Request(
+            f"{base}/api/render",
+            data=json.dumps({"codeContent": "x", "quality": "-q?"}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer local-token"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(authorised, timeout=30)
+        assert answer.value.code == 400

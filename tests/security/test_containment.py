@@ -122,9 +122,12 @@ PLANT = r'''
 config_text = "[CLI]\nbackground_color = RED\n"
 planted = 0
 targets = [os.path.expanduser("~"), os.getcwd()]
+give_up = time.monotonic() + 3
 for top in ("/tmp", "/dev/shm"):
     for folder, subfolders, _ in os.walk(top):
         targets.append(folder)
+        if folder.count("/") >= 4 or time.monotonic() > give_up:
+            subfolders.clear()  # deep enough to reach every folder the worker uses
 for folder in targets:
     for name, text in (
         ("manim.cfg", config_text),

@@ -1,0 +1,153 @@
+"""`make bench`: the warm service against a fresh `manim render` process per request.
+
+The baseline is what the seed did for each request: a new job folder, then the `manim`
+CLI (`manim render -ql scene.py Scene`, with the PyPI version check silenced, which would
+otherwise wait for the network). The service is `make serve`'s local server, called over
+HTTP like a caller would, with the whole request timed (render and store). Also measured:
+the cold start (init) of the function under the Lambda Runtime Interface Emulator.
+
+    .venv/bin/python -m tests.benchmark [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.services import free_ports, lambda_runtime, readable_tempdir, stage_task_root
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+SHORT = """\
+from manim import *
+
+
+class Short(Scene):
+    def construct(self):
+        square = Square(color=BLUE, fill_opacity=0.5)
+        self.play(Create(square))
+        self.play(square.animate.rotate(PI / 4).scale(0.5))
+"""
+
+LATEX = r"""
+from manim import *
+
+
+class Plot(Scene):
+    def construct(self):
+        axes = Axes(x_range=[0, 5, 1], y_range=[0, 10, 2]).add_coordinates()
+        graph = axes.plot(lambda x: x**2 / 2.5, color=YELLOW)
+        formula = MathTex(r"f(x) = \frac{x^2}{2.5}").to_corner(UR)
+        self.play(Create(axes), Write(formula))
+        self.play(Create(graph))
+"""
+
+SCENES = {"short scene, no LaTeX": (SHORT, "Short", 0.40), "axes, numbers and a formula": (LATEX, "Plot", 0.50)}
+
+
+def cli_seconds(code: str, scene: str) -> float:
+    """One request the seed's way: a fresh folder and a fresh `manim render` process."""
+    manim = Path(sys.executable).parent / "manim"
+    with tempfile.TemporaryDirectory(prefix="seed-job-") as job:
+        Path(job, "scene.py").write_text(code)
+        started = time.perf_counter()
+        subprocess.run(
+            [str(manim), "render", "-ql", "--silent", "scene.py", scene],
+            cwd=job,
+            check=True,
+            capture_output=True,
+        )
+        return time.perf_counter() - started
+
+
+def post(url: str, body: dict) -> float:
+    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(request, timeout=300) as response:
+        answer = json.loads(response.read())
+    elapsed = time.perf_counter() - started
+    assert "s3Key" in answer, answer
+    return elapsed
+
+
+def start_server(port: int, work: Path) -> subprocess.Popen[bytes]:
+    env = {key: value for key, value in os.environ.items() if key != "S3_BUCKET_NAME"}
+    env.update(PORT=str(port), RENDER_WORK_DIR=str(work / "worker"), LOCAL_STORE_DIR=str(work / "store"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "handler.local", "serve"],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).close()
+            return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError("the local server did not start")
+
+
+def cold_start_seconds() -> tuple[float, float]:
+    """(first invoke, a warm invoke) of the health route under the RIE: their difference is
+    the init, which starts the warm worker and imports Manim."""
+    health = json.loads((PROJECT / "events/function-url-health.json").read_text())
+    with readable_tempdir("bench-task-") as dest, tempfile.TemporaryDirectory() as work:
+        os.chmod(work, 0o777)
+        root = stage_task_root(PROJECT, Path(dest))
+        env = {"RENDER_WORK_DIR": f"{work}/worker", "LOCAL_STORE_DIR": f"{work}/store"}
+        with lambda_runtime("handler.app.lambda_handler", root, env) as runtime:
+            started = time.perf_counter()
+            runtime.invoke(health)
+            first = time.perf_counter() - started
+            started = time.perf_counter()
+            runtime.invoke(health)
+            return first, time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per scene and side (default 5)")
+    runs = parser.parse_args().runs
+    print(f"{os.cpu_count()} cores; {runs} timed runs per scene and side; medians; -ql\n")
+    met = True
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    (port,) = free_ports(1)
+    server = start_server(port, work)
+    try:
+        url = f"http://127.0.0.1:{port}/api/render"
+        header = f"{'scene':30} {'CLI (s)':>8} {'service (s)':>12} {'first call (s)':>15} {'ratio':>6} {'goal':>6}"
+        print(header)
+        for label, (code, scene, goal) in SCENES.items():
+            cli_seconds(code, scene)  # warm the OS caches for the CLI too
+            cli = statistics.median(cli_seconds(code, scene) for _ in range(runs))
+            first = post(url, {"codeContent": code, "quality": "-ql"})
+            service = statistics.median(post(url, {"codeContent": code, "quality": "-ql"}) for _ in range(runs))
+            ratio = service / cli
+            met &= ratio <= goal
+            verdict = "met" if ratio <= goal else "MISSED"
+            print(f"{label:30} {cli:8.2f} {service:12.2f} {first:15.2f} {ratio:6.2f} {goal:6.2f} {verdict}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(work, ignore_errors=True)
+    first, warm = cold_start_seconds()
+    print(f"\nCold start under the Lambda RIE: first invoke {first:.2f} s, warm invoke {warm * 1000:.0f} ms,")
+    print(f"so init (worker start and Manim import) takes about {first - warm:.2f} s.")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
