@@ -29,6 +29,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import uuid
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -136,6 +137,12 @@ class S3Server:
             ),
         }
         return boto3.client("s3", **(options | overrides))
+
+    def new_bucket(self, prefix: str) -> str:
+        """Create a bucket of its own for a test module, named `<prefix>-<random>`."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
 
     def env(self) -> dict[str, str]:
         """The environment a function needs to use this server as its S3 storage."""

@@ -30,20 +30,20 @@ def event(name: str) -> dict:
     return json.loads((EVENTS / name).read_text())
 
 
-def function_env(s3_server: S3Server, bucket: str) -> dict[str, str]:
+def function_env(s3_server: S3Server, bucket: str, **settings: str) -> dict[str, str]:
+    """The function's environment: S3 on SeaweedFS, its own work folder, and `settings`."""
     return {
         **s3_server.env(),
         "S3_BUCKET_NAME": bucket,
-        "RENDER_WORK_DIR": f"/tmp/manim-worker-rie-{uuid.uuid4().hex}/jobs",
+        "RENDER_WORK_DIR": f"/tmp/manim-worker-rie-{uuid.uuid4().hex}",
         "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
+        **settings,
     }
 
 
 @pytest.fixture(scope="module")
 def bucket(s3_server: S3Server) -> str:
-    name = f"videos-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=name)
-    return name
+    return s3_server.new_bucket("videos")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ credentials and a token in the function's environment that no script may ever se
 
 import json
 import secrets
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests import scripts
 from tests.services import LambdaRuntime, S3Server, lambda_runtime
-from tests.test_lambda_runtime import dockerfile_handler
+from tests.test_lambda_runtime import dockerfile_handler, function_env
 from tests.video import decode
 
 # The limits the hostile function runs with: small, so that breaking them is quick.
@@ -32,22 +31,18 @@ API_TOKEN = f"fake-api-token-{secrets.token_hex(16)}"
 
 @pytest.fixture(scope="package")
 def hostile_bucket(s3_server: S3Server) -> str:
-    name = f"hostile-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(Bucket=name)
-    return name
+    return s3_server.new_bucket("hostile")
 
 
 @pytest.fixture(scope="package")
 def function(s3_server: S3Server, hostile_bucket: str, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
-    env = {
-        **s3_server.env(),
-        "API_TOKEN": API_TOKEN,
-        "S3_BUCKET_NAME": hostile_bucket,
-        "RENDER_WORK_DIR": f"/tmp/manim-worker-hostile-{uuid.uuid4().hex}",
-        "RENDER_TIMEOUT_SECONDS": str(TIMEOUT_SECONDS),
-        "RENDER_MAX_OUTPUT_MB": str(MAX_OUTPUT_MB),
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": "120",
-    }
+    env = function_env(
+        s3_server,
+        hostile_bucket,
+        API_TOKEN=API_TOKEN,
+        RENDER_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
+        RENDER_MAX_OUTPUT_MB=str(MAX_OUTPUT_MB),
+    )
     with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
         yield runtime
 
