@@ -8,6 +8,7 @@ and a traceback trimmed to the frames that help fix the script.
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import sysconfig
 import traceback
@@ -70,6 +71,8 @@ def _apply_job_config(config: Any, media_dir: str) -> None:
     config.preview = False
     config.progress_bar = "none"
     config.notify_outdated_version = False
+    # Encode one animation's segment while the next renders, as far as the cores allow.
+    config.max_inflight_encoders = max(1, min(4, os.cpu_count() or 1))
 
 
 def render_scene(script: str, scene_name: str, quality: str) -> str:
