@@ -57,3 +57,28 @@ def storage_problem(error: StorageError) -> tuple[int, dict[str, Any]]:
     return STORAGE_ERROR, error_body(
         "The video was rendered but could not be stored.", {"type": "StorageError", "detail": str(error)}
     )
+
+
+def error_class(error: BaseException) -> str:
+    """The class a failure is counted under, the same in responses, job records and metrics."""
+    if isinstance(error, ScriptError):
+        return "script_error"
+    if isinstance(error, RenderTimeout):
+        return "time_limit"
+    if isinstance(error, ResourceLimitExceeded):
+        return "resource_limit"
+    if isinstance(error, StorageError):
+        return "storage"
+    return "internal"
+
+
+def problem(error: BaseException) -> tuple[int, dict[str, Any]]:
+    """The status and body for any failure of a render request, with its class in `errors`."""
+    if isinstance(error, RenderError):
+        status, body = render_problem(error)
+    elif isinstance(error, StorageError):
+        status, body = storage_problem(error)
+    else:
+        status, body = INTERNAL_ERROR, error_body("The worker failed; this is our fault.", {"type": "InternalError"})
+    body["errors"] = {**body["errors"], "class": error_class(error)}
+    return status, body

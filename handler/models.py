@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from handler.settings import get_settings
 
 Quality = Literal["-ql", "-qm", "-qh", "-qp", "-qk"]
+JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class RenderRequest(BaseModel):
@@ -20,6 +21,9 @@ class RenderRequest(BaseModel):
     code_content: str = Field(alias="codeContent", min_length=1, strict=True)
     quality: Quality = "-qm"
     scene_name: str | None = Field(None, alias="sceneName", strict=True)
+    cache: bool = Field(True, strict=True)
+    run_async: bool = Field(False, alias="async", strict=True)
+    job_id: str | None = Field(None, alias="jobId", pattern=JOB_ID_PATTERN, strict=True)
 
     @field_validator("code_content")
     @classmethod
@@ -59,6 +63,7 @@ class RenderResponse(BaseModel):
     url: str
     scene_name: str = Field(alias="sceneName")
     quality: Quality
+    cached: bool
     timings: Timings
 
     def body(self) -> dict[str, object]:

@@ -1,54 +1,99 @@
-"""One render request, from validated request to stored video: the same for every entry point."""
+"""One render request, from validated request to stored video: the same for every entry point
+(HTTP, direct invoke, async job)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from handler.cache import acquire_lease, cache_key, release_lease
 from handler.models import RenderRequest, RenderResponse, Timings
+from handler.observability import logger, record_count, record_seconds, tracer
 from handler.settings import Settings
 from handler.storage import Storage
-from render import RenderWorker
+from render import RenderWorker, choose_scene
 
-logger = Logger(child=True)
-
-
-def video_key(job_id: str, scene_name: str) -> str:
-    """The seed's key layout: `videos/<id>/<Scene>.mp4`."""
-    return f"videos/{job_id}/{scene_name}.mp4"
+# Told each stage as it starts ("rendering", "uploading"), with progress while rendering.
+StageCallback = Callable[[str, dict[str, Any] | None], None]
 
 
-def render_and_store(
-    request: RenderRequest, settings: Settings, storage: Storage, worker: RenderWorker, remaining_ms: int | None
+def video_key(video_id: str, scene_name: str) -> str:
+    """The seed's key layout: `videos/<id>/<Scene>.mp4`; the id is the cache key."""
+    return f"videos/{video_id}/{scene_name}.mp4"
+
+
+def _answer(
+    request: RenderRequest, storage: Storage, key: str, scene: str, cached: bool, timings: Timings
 ) -> RenderResponse:
-    """Render the request's scene, upload the video and describe where it is.
-
-    Raises render.RenderError for a script that does not render in time, and
-    handler.storage.StorageError when the video cannot be stored.
-    """
-    started = time.monotonic()
-    with worker.render(
-        request.code_content,
-        quality=request.quality,
-        scene_name=request.scene_name,
-        limits=settings.render_limits(remaining_ms),
-    ) as video:
-        logger.info("Rendered", extra={"scene": video.scene_name, "render_seconds": round(video.render_seconds, 3)})
-        key = video_key(uuid.uuid4().hex, video.scene_name)
-        upload_started = time.monotonic()
-        storage.put_video(video.path, key)
-        upload_seconds = time.monotonic() - upload_started
     return RenderResponse(
         s3_key=key,
         bucket=storage.bucket,
         url=storage.url_for(key),
-        scene_name=video.scene_name,
+        scene_name=scene,
         quality=request.quality,
-        timings=Timings(
-            render_seconds=round(video.render_seconds, 3),
-            upload_seconds=round(upload_seconds, 3),
-            total_seconds=round(time.monotonic() - started, 3),
-        ),
+        cached=cached,
+        timings=timings,
     )
+
+
+def render_and_store(
+    request: RenderRequest,
+    settings: Settings,
+    storage: Storage,
+    worker: RenderWorker,
+    remaining_ms: int | None,
+    on_stage: StageCallback | None = None,
+) -> RenderResponse:
+    """Answer from the cache, or render the request's scene, upload it and say where it is.
+
+    Raises render.RenderError for a script that does not render within its limits, and
+    handler.storage.StorageError when storage fails.
+    """
+    started = time.monotonic()
+    stage = on_stage or (lambda _stage, _progress: None)
+    scene = choose_scene(request.code_content, request.scene_name)
+    key = video_key(cache_key(request.code_content, scene, request.quality), scene)
+    logger.append_keys(scene=scene, quality=request.quality)
+    if request.cache and storage.exists(key):
+        return _cache_hit(request, storage, key, scene, started)
+    limits = settings.render_limits(remaining_ms)
+    if request.cache and not acquire_lease(storage, key, limits.timeout_seconds + settings.upload_margin_seconds, uuid.uuid4().hex):
+        return _cache_hit(request, storage, key, scene, started)  # an identical request made it meanwhile
+    logger.append_keys(cache="miss" if request.cache else "bypass")
+    record_count("CacheMisses")
+    try:
+        stage("rendering", None)
+        with tracer.provider.in_subsegment("render") as segment, worker.render(
+            request.code_content,
+            quality=request.quality,
+            scene_name=scene,
+            limits=limits,
+            on_progress=lambda progress: stage("rendering", progress),
+        ) as video:
+            segment.put_annotation("scene", scene)
+            logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
+            stage("uploading", None)
+            upload_started = time.monotonic()
+            with tracer.provider.in_subsegment("upload"):
+                storage.put_video(video.path, key)
+            upload_seconds = time.monotonic() - upload_started
+    finally:
+        if request.cache:
+            release_lease(storage, key)
+    record_seconds("RenderTime", video.render_seconds)
+    record_seconds("UploadTime", upload_seconds)
+    timings = Timings(
+        render_seconds=round(video.render_seconds, 3),
+        upload_seconds=round(upload_seconds, 3),
+        total_seconds=round(time.monotonic() - started, 3),
+    )
+    return _answer(request, storage, key, scene, cached=False, timings=timings)
+
+
+def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:
+    logger.append_keys(cache="hit")
+    record_count("CacheHits")
+    timings = Timings(render_seconds=0, upload_seconds=0, total_seconds=round(time.monotonic() - started, 3))
+    return _answer(request, storage, key, scene, cached=True, timings=timings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,6 +35,11 @@ class Settings(BaseModel):
     render_work_dir: Path = Field(Path("/tmp/manim-worker"), alias="RENDER_WORK_DIR")
     local_store_dir: Path = Field(Path("/tmp/manim-worker/store"), alias="LOCAL_STORE_DIR")
     local_store_url: str | None = Field(None, alias="LOCAL_STORE_URL")
+    job_dispatch: Literal["auto", "lambda", "local"] = Field("auto", alias="JOB_DISPATCH")
+    local_job_workers: int = Field(2, alias="LOCAL_JOB_WORKERS", ge=1, le=16)
+    lambda_endpoint_url: str | None = Field(None, alias="LAMBDA_ENDPOINT_URL")
+    function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
+    runtime_api: str | None = Field(None, alias="AWS_LAMBDA_RUNTIME_API", repr=False)
     api_token: str | None = Field(None, alias="API_TOKEN", repr=False)
     api_token_parameter: str | None = Field(None, alias="API_TOKEN_PARAMETER")
 
@@ -52,6 +58,13 @@ class Settings(BaseModel):
         if self.render_timeout_seconds is not None:
             budget = min(budget, self.render_timeout_seconds)
         return max(budget, MIN_RENDER_TIMEOUT_SECONDS)
+
+    @property
+    def dispatches_to_lambda(self) -> bool:
+        """Whether async jobs run in invocations of this function (on Lambda, by default)."""
+        if self.job_dispatch == "auto":
+            return self.runtime_api is not None and self.function_name is not None
+        return self.job_dispatch == "lambda"
 
     def render_limits(self, remaining_ms: int | None) -> RenderLimits:
         """The limits of one render job started with `remaining_ms` left in the invocation."""

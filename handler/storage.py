@@ -6,11 +6,12 @@ worker does not care which one it has.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -38,6 +39,25 @@ class Storage(Protocol):
 
     def url_for(self, key: str) -> str:
         """A URL from which the caller can fetch the object at `key`."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at `key` (one metadata lookup)."""
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored at `key`, or None if there is none."""
+
+    def write_json(self, key: str, data: dict[str, Any]) -> None:
+        """Store `data` at `key`, replacing what was there."""
+
+    def create_json(self, key: str, data: dict[str, Any]) -> bool:
+        """Store `data` at `key` only if nothing is there yet; False if something was."""
+
+    def delete(self, key: str) -> None:
+        """Remove the object at `key`, if any."""
+
+
+def _json_bytes(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 class S3Storage:
@@ -80,6 +100,58 @@ class S3Storage:
             raise StorageError(f"Could not sign a URL for {key!r}: {error}") from error
 
 
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as error:
+            # Without s3:ListBucket, S3 answers 403 rather than 404 for a missing key.
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "403", "AccessDenied"):
+                return False
+            raise StorageError(f"Could not look up {key!r}: {error}") from error
+        except BotoCoreError as error:
+            raise StorageError(f"Could not look up {key!r}: {error}") from error
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "403", "AccessDenied"):
+                return None
+            raise StorageError(f"Could not read {key!r}: {error}") from error
+        except BotoCoreError as error:
+            raise StorageError(f"Could not read {key!r}: {error}") from error
+        return json.loads(body)
+
+    def _put_json(self, key: str, data: dict[str, Any], **conditions: str) -> None:
+        self._client.put_object(
+            Bucket=self.bucket, Key=key, Body=_json_bytes(data), ContentType="application/json", **conditions
+        )
+
+    def write_json(self, key: str, data: dict[str, Any]) -> None:
+        try:
+            self._put_json(key, data)
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(f"Could not write {key!r}: {error}") from error
+
+    def create_json(self, key: str, data: dict[str, Any]) -> bool:
+        try:
+            self._put_json(key, data, IfNoneMatch="*")  # S3's conditional write
+            return True
+        except ClientError as error:
+            if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise StorageError(f"Could not create {key!r}: {error}") from error
+        except BotoCoreError as error:
+            raise StorageError(f"Could not create {key!r}: {error}") from error
+
+    def delete(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as error:
+            raise StorageError(f"Could not delete {key!r}: {error}") from error
+
+
 class LocalStorage:
     """A directory that plays the bucket's part, so the worker runs without a cloud account.
 
@@ -115,6 +187,48 @@ class LocalStorage:
         except OSError as error:
             Path(part).unlink(missing_ok=True)
             raise StorageError(f"Could not store the video in {self.root}: {error}") from error
+
+    def exists(self, key: str) -> bool:
+        return self.path_of(key).is_file()
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.path_of(key).read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise StorageError(f"Could not read {key!r}: {error}") from error
+
+    def write_json(self, key: str, data: dict[str, Any]) -> None:
+        target = self.path_of(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(_json_bytes(data))
+            os.replace(part, target)
+        except OSError as error:
+            raise StorageError(f"Could not write {key!r}: {error}") from error
+
+    def create_json(self, key: str, data: dict[str, Any]) -> bool:
+        target = self.path_of(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(_json_bytes(data))
+            try:
+                os.link(part, target)  # the local lock: fails if the key exists, never half-written
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(part)
+        except OSError as error:
+            raise StorageError(f"Could not create {key!r}: {error}") from error
+
+    def delete(self, key: str) -> None:
+        self.path_of(key).unlink(missing_ok=True)
 
     def url_for(self, key: str) -> str:
         if self._base_url:

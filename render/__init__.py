@@ -9,8 +9,12 @@ from render.job import QUALITY_FLAGS, RenderedVideo, RenderWorker
 from render.sandbox import RenderLimits
 from render.scenes import choose_scene, find_scenes
 
+# Part of the result cache's key: change it when a change of the worker changes videos.
+WORKER_VERSION = "1"
+
 __all__ = [
     "QUALITY_FLAGS",
+    "WORKER_VERSION",
     "RenderError",
     "RenderLimits",
     "RenderTimeout",

@@ -11,6 +11,8 @@ import errno
 import os
 import sys
 import sysconfig
+import threading
+import time
 import traceback
 import types
 from pathlib import Path
@@ -21,6 +23,7 @@ from render.errors import strip_ansi
 SCRIPT_NAME = "scene.py"
 
 _MAX_TEXT = 4000
+_PROGRESS_SECONDS = 0.5
 _OUR_CODE = str(Path(__file__).resolve().parent) + "/"
 
 
@@ -75,7 +78,7 @@ def _apply_job_config(config: Any, media_dir: str) -> None:
     config.max_inflight_encoders = max(1, min(4, os.cpu_count() or 1))
 
 
-def render_scene(script: str, scene_name: str, quality: str) -> str:
+def render_scene(script: str, scene_name: str, quality: str, reporter: _ProgressReporter) -> str:
     """Execute the script as module `scene`, render the chosen scene, return the video path."""
     from manim import config, tempconfig
 
@@ -90,6 +93,8 @@ def render_scene(script: str, scene_name: str, quality: str) -> str:
         exec(compile(code, script, "exec"), module.__dict__)
         _apply_job_config(config, media_dir)  # the script may have moved the output elsewhere
         scene = module.__dict__[scene_name]()
+        reporter.scene = scene
+        reporter.start()
         scene.render()
         return str(scene.renderer.file_writer.movie_file_path)
 
@@ -107,11 +112,35 @@ def limit_hit(error: BaseException) -> str | None:
     return None
 
 
-def render_job(job: dict[str, Any]) -> dict[str, Any]:
+class _ProgressReporter(threading.Thread):
+    """Sends the scene's progress to the worker twice a second while it renders."""
+
+    def __init__(self, channel: Any) -> None:
+        super().__init__(daemon=True)
+        self.channel = channel
+        self.scene: Any = None
+
+    def run(self) -> None:
+        last = None
+        while True:
+            time.sleep(_PROGRESS_SECONDS)
+            renderer = getattr(self.scene, "renderer", None)
+            if renderer is None:
+                continue
+            from manim import config
+
+            progress = {"animations": renderer.num_plays, "frames": int(renderer.time * config.frame_rate)}
+            if progress != last:
+                self.channel.send({"progress": progress})
+                last = progress
+
+
+def render_job(job: dict[str, Any], channel: Any) -> dict[str, Any]:
     """Render the job's scene; describe the video, the limit hit, or the script's error."""
     script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
+    reporter = _ProgressReporter(channel)
     try:
-        return {"video": render_scene(script, job["scene"], job["quality"])}
+        return {"video": render_scene(script, job["scene"], job["quality"], reporter)}
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,6 +45,8 @@ QUALITY_FLAGS: dict[str, str] = {
     "-qp": "production_quality",
     "-qk": "fourk_quality",
 }
+
+ProgressCallback = Callable[[dict[str, Any]], None]
 
 _START_TIMEOUT_SECONDS = 120.0
 # How long past a job's own time limit the worker may take to answer before it is presumed hung.
@@ -146,16 +148,20 @@ class RenderWorker:
                 line = self._replies.readline()
                 return json.loads(line) if line else None
 
-    def _run(self, job: dict[str, Any], timeout_seconds: float) -> dict[str, Any]:
+    def _run(self, job: dict[str, Any], timeout_seconds: float, on_progress: ProgressCallback) -> dict[str, Any]:
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._stop()
                 self._spawn()
             assert self._requests is not None
+            deadline = time.monotonic() + timeout_seconds + _REPLY_GRACE_SECONDS
             try:
                 self._requests.write(json.dumps({"job": job}).encode() + b"\n")
                 self._requests.flush()
-                reply = self._read_reply(time.monotonic() + timeout_seconds + _REPLY_GRACE_SECONDS)
+                reply = self._read_reply(deadline)
+                while reply is not None and "progress" in reply:
+                    on_progress(reply["progress"])
+                    reply = self._read_reply(deadline)
             except (OSError, ValueError):
                 reply = None
             if reply is None or "result" not in reply:
@@ -166,12 +172,20 @@ class RenderWorker:
 
     @contextmanager
     def render(
-        self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None
+        self,
+        code: str,
+        *,
+        quality: str,
+        limits: RenderLimits,
+        scene_name: str | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> Iterator[RenderedVideo]:
         """Render `code`'s scene and yield the video; the job folder is removed when the block ends.
 
-        Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
-        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
+        `on_progress` is told, while the scene renders, how many animations have played and
+        how many frames they made. Raises ScriptError for a script that cannot render,
+        RenderTimeout past the time limit, ResourceLimitExceeded past another limit, and
+        RendererFailed for a fault of ours.
         """
         if quality not in QUALITY_FLAGS:
             raise ValueError(f"unknown quality flag {quality!r}")
@@ -185,7 +199,7 @@ class RenderWorker:
             (workspace / SCRIPT_NAME).write_text(code, encoding="utf-8")
             started = time.monotonic()
             job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits)}
-            outcome = self._run(job, limits.timeout_seconds)
+            outcome = self._run(job, limits.timeout_seconds, on_progress or (lambda _progress: None))
             video = _video(outcome, workspace, limits)
             yield RenderedVideo(video, scene, quality, time.monotonic() - started)
         finally:

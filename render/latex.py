@@ -17,6 +17,7 @@ import select
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import replace
@@ -180,14 +181,20 @@ def _compile_in_child(request: dict[str, Any], folder: Path, writer: int, deadli
 
 
 class TexChannel:
-    """The job's side: ask the worker for the SVG of each formula instead of compiling it."""
+    """The job's side of its connection to the worker: LaTeX requests (answered), progress
+    and the final report (not answered). Safe to use from several threads."""
 
     def __init__(self, connection: socket.socket) -> None:
         self._connection = connection
         self._reader = connection.makefile("rb")
+        self._sending = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        with self._sending:
+            self._connection.sendall(json.dumps(message).encode() + b"\n")
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self._connection.sendall(json.dumps(message).encode() + b"\n")
+        self.send(message)
         line = self._reader.readline()
         if not line:
             raise RuntimeError("the render worker closed the LaTeX channel")

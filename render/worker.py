@@ -20,7 +20,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from render.latex import TexCache, TexChannel, install_tex_client
 from render.sandbox import (
@@ -64,8 +64,13 @@ def protections() -> dict[str, bool]:
 class Worker:
     """The worker's loop: one job at a time, each in a fresh forked child."""
 
-    def __init__(self, tex_cache: TexCache) -> None:
+    def __init__(self, tex_cache: TexCache, replies: IO[bytes]) -> None:
         self.tex_cache = tex_cache
+        self._replies = replies
+
+    def reply(self, message: dict[str, Any]) -> None:
+        self._replies.write(json.dumps(message).encode() + b"\n")
+        self._replies.flush()
 
     def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
         root = Path(job["root"])
@@ -135,6 +140,10 @@ class Worker:
             except OSError:
                 pass
             return None
+        if isinstance(message.get("progress"), dict):
+            progress = message["progress"]
+            self.reply({"progress": {key: int(progress.get(key) or 0) for key in ("animations", "frames")}})
+            return None
         if isinstance(message.get("report"), dict):
             return message["report"]
         return None
@@ -195,9 +204,10 @@ def _child(job: dict[str, Any], connection: socket.socket, limits: RenderLimits)
         apply_limits(limits)
         from render.child import render_job
 
-        install_tex_client(TexChannel(connection))
-        report = render_job(job)
-        connection.sendall(json.dumps({"report": report}).encode() + b"\n")
+        channel = TexChannel(connection)
+        install_tex_client(channel)
+        report = render_job(job, channel)
+        channel.send({"report": report})
         code = 0
     except BaseException:  # noqa: BLE001 - the child must never return into the worker's loop
         pass
@@ -211,9 +221,8 @@ def main() -> None:
     replies = os.fdopen(int(sys.argv[2]), "wb")
     state = protections()
     _preload()
-    worker = Worker(TexCache(Path(sys.argv[3])))
-    replies.write(json.dumps({"ready": True, "protections": state, "pid": os.getpid()}).encode() + b"\n")
-    replies.flush()
+    worker = Worker(TexCache(Path(sys.argv[3])), replies)
+    worker.reply({"ready": True, "protections": state, "pid": os.getpid()})
     for line in requests:
         job = json.loads(line)["job"]
         try:
@@ -221,8 +230,7 @@ def main() -> None:
         except OSError as error:
             result = {"kind": "worker_error", "message": os.strerror(error.errno or errno.EIO)}
         result["tex"] = {"hits": worker.tex_cache.hits, "misses": worker.tex_cache.misses}
-        replies.write(json.dumps({"result": result}).encode() + b"\n")
-        replies.flush()
+        worker.reply({"result": result})
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def test_the_time_limit_has_its_own_status(configure, tmp_path):
     assert status == 408
     assert body == {
         "message": "The render took longer than its time limit of 3 s.",
-        "errors": {"type": "TimeLimitExceeded", "limitSeconds": 3.0},
+        "errors": {"type": "TimeLimitExceeded", "limitSeconds": 3.0, "class": "time_limit"},
     }
 
 

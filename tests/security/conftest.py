@@ -66,8 +66,8 @@ def next_render_is_correct(render: Callable[..., dict], s3_server: S3Server, hos
     """After a hostile scene, an ordinary one still renders exactly as it should."""
 
     def check() -> None:
-        body = render(scripts.CIRCLE)
-        assert "s3Key" in body, body
+        body = render(scripts.CIRCLE, cache=False)
+        assert "s3Key" in body and body["cached"] is False, body
         video = tmp_path / "next.mp4"
         video.write_bytes(s3_server.client().get_object(Bucket=hostile_bucket, Key=body["s3Key"])["Body"].read())
         decoded = decode(video)

@@ -203,7 +203,7 @@ def test_wall_time_is_limited(render, next_render_is_correct):
     started = time.monotonic()
     answer = render(scene("time.sleep(600)"))
     assert answer["statusCode"] == 408
-    assert answer["errors"] == {"type": "TimeLimitExceeded", "limitSeconds": TIMEOUT_SECONDS}
+    assert answer["errors"] == {"type": "TimeLimitExceeded", "limitSeconds": TIMEOUT_SECONDS, "class": "time_limit"}
     assert time.monotonic() - started < TIMEOUT_SECONDS + 10
     next_render_is_correct()
 

@@ -1,0 +1,73 @@
+"""The result cache: the same script, scene and quality give the same key, so a video made
+once is answered again at once; and a lease, so that identical requests arriving together
+render once.
+
+The key hashes everything that determines the video: the code (normalised so that line
+endings and trailing whitespace do not matter, while comments do), the scene, the quality,
+the format, and the Manim and worker versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from importlib.metadata import version
+
+from handler.storage import Storage
+from render import WORKER_VERSION
+
+VIDEO_FORMAT = "mp4"
+MANIM_VERSION = version("manim")
+# How often a request waiting for an identical one looks for its video.
+_POLL_SECONDS = 0.25
+
+
+def normalise(code: str) -> str:
+    """The code as it matters for the video: `\\r\\n` and `\\r` become `\\n`, trailing
+    whitespace and trailing blank lines go."""
+    lines = code.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).rstrip("\n") + "\n"
+
+
+def cache_key(code: str, scene_name: str, quality: str) -> str:
+    """The hash under which the video is stored: `videos/<hash>/<Scene>.mp4`."""
+    material = {
+        "code": normalise(code),
+        "scene": scene_name,
+        "quality": quality,
+        "format": VIDEO_FORMAT,
+        "manim": MANIM_VERSION,
+        "worker": WORKER_VERSION,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def lease_key(video_key: str) -> str:
+    return f"{video_key}.lease"
+
+
+def acquire_lease(storage: Storage, video_key: str, ttl_seconds: float, owner: str) -> bool:
+    """Wait until this request may render `video_key`: True once it holds the lease, False
+    as soon as the video exists (an identical request made it meanwhile).
+
+    A lease older than `ttl_seconds` belongs to a render that died; it is broken. Waiting
+    never lasts longer than `ttl_seconds`: then this request renders anyway.
+    """
+    give_up = time.monotonic() + ttl_seconds
+    while True:
+        if storage.create_json(lease_key(video_key), {"owner": owner, "expiresAt": time.time() + ttl_seconds}):
+            return True
+        if storage.exists(video_key):
+            return False
+        lease = storage.read_json(lease_key(video_key))
+        if lease is not None and lease.get("expiresAt", 0) < time.time():
+            storage.delete(lease_key(video_key))
+            continue
+        if time.monotonic() > give_up:
+            return True
+        time.sleep(_POLL_SECONDS)
+
+
+def release_lease(storage: Storage, video_key: str) -> None:
+    storage.delete(lease_key(video_key))
