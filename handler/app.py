@@ -84,15 +84,15 @@ def render_now(request: RenderRequest, context: LambdaContext | None) -> dict[st
     return render_and_store(request, get_settings(), get_storage(), get_worker(), _remaining_ms(context)).body()
 
 
-def submit_job(request: RenderRequest, job_id: str | None, status_url: str) -> dict[str, Any]:
-    """Create the job (or find the one with that id) and start it; the 202 body."""
+def submit_job(request: RenderRequest, job_id: str | None) -> dict[str, Any]:
+    """Create the job (or find the one with that id) and start it; the 202 body's essentials."""
     storage = get_storage()
     job_id = job_id or uuid.uuid4().hex
-    logger.append_keys(job_id=job_id)
+    logger.thread_safe_append_keys(job_id=job_id)
     record, created = create_job(storage, request, job_id)
     if created:
         get_dispatcher().submit(job_id)
-    return {"jobId": record.job_id, "status": record.status, "statusUrl": status_url.format(jobId=job_id)}
+    return {"jobId": record.job_id, "status": record.status}
 
 
 def idempotent_job_id(request: RenderRequest, headers: dict[str, str]) -> str | None:
@@ -116,8 +116,8 @@ def render(request: RenderRequest) -> Response[dict[str, Any]]:
     event = app.current_event
     host = event.headers.get("host") or event.request_context.domain_name
     base = f"{event.headers.get('x-forwarded-proto', 'http')}://{host}"
-    job_id = idempotent_job_id(request, dict(event.headers))
-    return _json(ACCEPTED, submit_job(request, job_id, base + "/api/render/status/{jobId}"))
+    accepted = submit_job(request, idempotent_job_id(request, dict(event.headers)))
+    return _json(ACCEPTED, {**accepted, "statusUrl": f"{base}/api/render/status/{accepted['jobId']}"})
 
 
 @app.get("/api/render/status/<job_id>")
@@ -171,7 +171,7 @@ def unauthorized(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any] | None:
+def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """A direct invoke. The event is a render request body (answered with the response
     body), `{"action": "status", "jobId": ...}` (answered with the job's status), or this
     function's own `{"action": "runJob", ...}` for an async job.
@@ -180,8 +180,10 @@ def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]
     """
     action = event.get("action") if isinstance(event, dict) else None
     if action == RUN_JOB_ACTION:
-        execute_job(str(event.get("jobId")), _remaining_ms(context))
-        return None
+        job_id = str(event.get("jobId"))
+        execute_job(job_id, _remaining_ms(context))
+        record = load_job(get_storage(), job_id)
+        return {"jobId": job_id, "status": record.status if record else None}
     if action == STATUS_ACTION:
         record = load_job(get_storage(), str(event.get("jobId")))
         if record is None:
@@ -193,8 +195,8 @@ def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]
         status, body = validation_problem(error.errors())
         return {"statusCode": status, **body}
     if request.run_async:
-        status_hint = 'invoke {"action": "status", "jobId": "{jobId}"}'
-        return {"statusCode": ACCEPTED, **submit_job(request, request.job_id, status_hint)}
+        accepted = submit_job(request, request.job_id)
+        return {"statusCode": ACCEPTED, **accepted, "statusRequest": {"action": STATUS_ACTION, "jobId": accepted["jobId"]}}
     try:
         return render_now(request, context)
     except (RenderError, StorageError) as error:
@@ -212,8 +214,9 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
-def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any] | None:
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The function's entry point, named by the Dockerfile's CMD."""
+    logger.thread_safe_clear_keys()
     if is_http_event(event):
         return unauthorized(event) or app.resolve(event, context)
     return invoke_directly(event, context)

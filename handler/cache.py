@@ -57,7 +57,10 @@ def acquire_lease(storage: Storage, video_key: str, ttl_seconds: float, owner: s
     give_up = time.monotonic() + ttl_seconds
     while True:
         if storage.create_json(lease_key(video_key), {"owner": owner, "expiresAt": time.time() + ttl_seconds}):
-            return True
+            if not storage.exists(video_key):
+                return True
+            release_lease(storage, video_key)  # the holder before us made it
+            return False
         if storage.exists(video_key):
             return False
         lease = storage.read_json(lease_key(video_key))

@@ -89,7 +89,8 @@ def run_job(job_id: str, settings: Settings, storage: Storage, worker: RenderWor
     if record is None or record.status != "queued":
         logger.info("Job not queued; nothing to do", extra={"job_id": job_id})
         return
-    logger.append_keys(job_id=job_id)
+    logger.thread_safe_clear_keys()
+    logger.thread_safe_append_keys(job_id=job_id)
     request = RenderRequest.model_validate(record.request)
     last_write = 0.0
 

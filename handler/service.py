@@ -55,13 +55,13 @@ def render_and_store(
     stage = on_stage or (lambda _stage, _progress: None)
     scene = choose_scene(request.code_content, request.scene_name)
     key = video_key(cache_key(request.code_content, scene, request.quality), scene)
-    logger.append_keys(scene=scene, quality=request.quality)
+    logger.thread_safe_append_keys(scene=scene, quality=request.quality)
     if request.cache and storage.exists(key):
         return _cache_hit(request, storage, key, scene, started)
     limits = settings.render_limits(remaining_ms)
     if request.cache and not acquire_lease(storage, key, limits.timeout_seconds + settings.upload_margin_seconds, uuid.uuid4().hex):
         return _cache_hit(request, storage, key, scene, started)  # an identical request made it meanwhile
-    logger.append_keys(cache="miss" if request.cache else "bypass")
+    logger.thread_safe_append_keys(cache="miss" if request.cache else "bypass")
     record_count("CacheMisses")
     try:
         stage("rendering", None)
@@ -93,7 +93,7 @@ def render_and_store(
 
 
 def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:
-    logger.append_keys(cache="hit")
+    logger.thread_safe_append_keys(cache="hit")
     record_count("CacheHits")
     timings = Timings(render_seconds=0, upload_seconds=0, total_seconds=round(time.monotonic() - started, 3))
     return _answer(request, storage, key, scene, cached=True, timings=timings)

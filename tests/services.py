@@ -25,6 +25,7 @@ import signal
 import socket
 import stat
 import subprocess
+import threading
 import sys
 import sysconfig
 import tempfile
@@ -360,6 +361,8 @@ class LambdaRuntime:
     function_timeout: float
     log_path: Path
     process: subprocess.Popen[bytes] = field(repr=False)
+    # The emulator runs one invocation at a time and crashes if asked for a second meanwhile.
+    _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def invoke(self, event: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Invoke with `event` and return the function's result.
@@ -374,7 +377,7 @@ class LambdaRuntime:
         )
         try:
             wait = timeout or self.function_timeout + INIT_ALLOWANCE_SECONDS
-            with urllib.request.urlopen(request, timeout=wait) as response:
+            with self._one_at_a_time, urllib.request.urlopen(request, timeout=wait) as response:
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, body = error.code, error.read()
@@ -462,6 +465,8 @@ def lambda_runtime(
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
         "AWS_REGION": "us-east-1",
+        # The emulator has no X-Ray daemon, as `sam local` has none.
+        "POWERTOOLS_TRACE_DISABLED": "true",
     } | env
     # Lambda sets both; botocore reads only AWS_DEFAULT_REGION.
     full_env.setdefault("AWS_DEFAULT_REGION", full_env["AWS_REGION"])
@@ -499,3 +504,65 @@ def lambda_runtime(
             log_path=log_path,
             process=process,
         )
+
+
+@dataclass
+class LambdaService:
+    """A stand-in for the Lambda service's Invoke API, for the function's own asynchronous
+    (`InvocationType=Event`) invokes: it answers 202 at once, as Lambda does, records the
+    call as boto3 made it, and delivers the event to the emulated function once that is free.
+    Point the function at it with `LAMBDA_ENDPOINT_URL`, then set `target` to the runtime."""
+
+    url: str
+    target: LambdaRuntime | None = None
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def lambda_service() -> Iterator[LambdaService]:
+    """Run a LambdaService on a free loopback port until the block ends."""
+    import queue
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pending: queue.Queue[bytes | None] = queue.Queue()
+    (port,) = free_ports(1)
+    service = LambdaService(url=f"http://{LOOPBACK}:{port}")
+
+    class Invoke(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            parts = self.path.split("/")
+            service.received.append(
+                {
+                    "function": parts[3] if len(parts) > 3 else "",
+                    "invocationType": self.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+                    "payload": json.loads(payload or b"null"),
+                }
+            )
+            pending.put(payload)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    def deliver() -> None:
+        while (payload := pending.get()) is not None:
+            while service.target is None:
+                time.sleep(0.05)
+            try:
+                service.target.invoke(json.loads(payload))
+            except InvokeError:
+                pass  # an async invocation's result goes nowhere, as on Lambda
+
+    server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
+    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield service
+    finally:
+        pending.put(None)
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,90 @@
+"""The result cache: hits, misses, forced renders, normalisation, versions, and identical
+requests arriving together."""
+
+import threading
+import time
+
+import pytest
+
+import handler.cache
+from handler.app import get_storage, lambda_handler
+from handler.cache import cache_key, normalise
+from handler.local import LocalContext
+from tests import scripts
+from tests.test_storage import BUCKET, s3  # noqa: F401 - the moto S3 fixture
+
+
+def render(code: str = scripts.CIRCLE, **fields: object) -> dict:
+    return lambda_handler({"codeContent": code, "quality": "-ql", **fields}, LocalContext())
+
+
+def test_a_second_identical_request_is_a_hit_with_the_same_key(local_store):
+    first = render()
+    started = time.monotonic()
+    second = render()
+    hit_seconds = time.monotonic() - started
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert second["s3Key"] == first["s3Key"]
+    assert second["timings"]["renderSeconds"] == 0 and first["timings"]["renderSeconds"] > 0
+    assert hit_seconds < 0.5
+    assert (local_store / second["s3Key"]).is_file()
+
+
+def test_cache_false_forces_a_render(local_store):
+    render()
+    forced = render(cache=False)
+    assert forced["cached"] is False and forced["timings"]["renderSeconds"] > 0
+
+
+def test_quality_and_scene_are_part_of_the_key(local_store):
+    assert render()["s3Key"] != render(quality="-qm")["s3Key"]
+    short, long = render(scripts.TWO_SCENES, sceneName="Short"), render(scripts.TWO_SCENES, sceneName="Long")
+    assert short["s3Key"].split("/")[1] != long["s3Key"].split("/")[1]
+
+
+def test_line_endings_and_trailing_whitespace_do_not_matter_but_comments_do():
+    code = scripts.CIRCLE
+    assert normalise(code.replace("\n", "\r\n")) == normalise(code)
+    assert normalise(code.replace("\n", "   \n") + "\n\n") == normalise(code)
+    key = cache_key(code, "DrawCircle", "-ql")
+    assert cache_key(code.replace("\n", "\r\n") + "  \n", "DrawCircle", "-ql") == key
+    assert cache_key(code + "# a comment\n", "DrawCircle", "-ql") != key
+    assert cache_key(code.replace("    ", "\t"), "DrawCircle", "-ql") != key  # indentation is code
+
+
+def test_manim_and_worker_versions_are_part_of_the_key(monkeypatch):
+    key = cache_key(scripts.CIRCLE, "DrawCircle", "-ql")
+    monkeypatch.setattr(handler.cache, "MANIM_VERSION", "0.0.1")
+    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql") != key
+    monkeypatch.undo()
+    monkeypatch.setattr(handler.cache, "WORKER_VERSION", "999")
+    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql") != key
+
+
+def test_failures_are_not_cached(local_store):
+    first, second = render(scripts.RAISES_IN_CONSTRUCT), render(scripts.RAISES_IN_CONSTRUCT)
+    assert first["statusCode"] == second["statusCode"] == 422
+    assert not [path for path in local_store.rglob("*") if path.is_file()]  # no video, no lease left
+
+
+def test_identical_requests_arriving_together_render_once(local_store):
+    code = scripts.TWO_SCENES.replace("self.wait(1.2)", "self.wait(2.5)")
+    answers: list[dict] = []
+    threads = [threading.Thread(target=lambda: answers.append(render(code, sceneName="Long"))) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answer["cached"] for answer in answers) == [False, True, True]
+    assert len({answer["s3Key"] for answer in answers}) == 1
+
+
+@pytest.mark.usefixtures("local_store")
+def test_a_hit_on_s3_costs_one_head_request(s3, configure):  # noqa: F811 - the fixture
+    configure(S3_BUCKET_NAME=BUCKET)
+    render()
+    calls: list[str] = []
+    get_storage()._client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    hit = render()
+    assert hit["cached"] is True
+    assert calls == ["HeadObject"]

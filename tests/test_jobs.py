@@ -1,0 +1,115 @@
+"""Async jobs and status polling, in-process with the local dispatcher (the pool that `make
+serve` uses); the Lambda self-invoke path is in test_lambda_runtime.py."""
+
+import json
+import time
+
+import pytest
+
+from handler.app import lambda_handler
+from handler.local import LocalContext, function_url_event
+from tests import scripts
+
+# About three seconds of rendering at -ql, in thirty animations: long enough to watch.
+MANY_ANIMATIONS = """\
+from manim import *
+
+
+class Steps(Scene):
+    def construct(self):
+        dot = Dot()
+        for _ in range(30):
+            self.play(dot.animate.shift(RIGHT * 0.1), run_time=1)
+"""
+
+
+def http(method: str, path: str, body: object = None, **headers: str) -> tuple[int, dict]:
+    raw = b"" if body is None else json.dumps(body).encode()
+    event = function_url_event(method, path, {"Host": "worker.test", "Content-Type": "application/json", **headers}, raw)
+    result = lambda_handler(event, LocalContext())
+    return result["statusCode"], json.loads(result["body"])
+
+
+def wait_for_job(job_id: str, seconds: float = 120) -> tuple[dict, list[dict]]:
+    """Poll the status route until the job ends; return its last record and all seen."""
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        status, body = http("GET", f"/api/render/status/{job_id}")
+        assert status == 200, body
+        seen.append(body)
+        if body["status"] in ("succeeded", "failed"):
+            return body, seen
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not end: {seen[-1]}")
+
+
+def test_an_async_request_is_accepted_at_once_and_polled_to_success(local_store):
+    started = time.monotonic()
+    status, accepted = http("POST", "/api/render", {"codeContent": MANY_ANIMATIONS, "quality": "-ql", "async": True})
+    assert time.monotonic() - started < 1
+    assert status == 202
+    assert accepted["status"] == "queued"
+    assert accepted["statusUrl"] == f"http://worker.test/api/render/status/{accepted['jobId']}"
+    final, seen = wait_for_job(accepted["jobId"])
+    statuses = [record["status"] for record in seen]
+    order = ["queued", "rendering", "uploading", "succeeded"]
+    assert statuses == sorted(statuses, key=order.index)  # never backwards
+    rendering = [record["progress"] for record in seen if record["status"] == "rendering" and record["progress"]]
+    assert rendering and 0 < rendering[-1]["animations"] <= 30 and rendering[-1]["frames"] > 0
+    assert final["s3Key"].endswith("/Steps.mp4") and (local_store / final["s3Key"]).is_file()
+    assert final["url"] == final["result"]["url"] and final["result"]["cached"] is False
+    assert final["result"]["timings"]["renderSeconds"] > 0 and final["error"] is None
+
+
+def test_a_failed_job_carries_the_same_error_as_a_synchronous_request(local_store):
+    _, sync = http("POST", "/api/render", {"codeContent": scripts.RAISES_IN_CONSTRUCT, "quality": "-ql"})
+    _, accepted = http("POST", "/api/render", {"codeContent": scripts.RAISES_IN_CONSTRUCT, "quality": "-ql", "async": True})
+    final, _ = wait_for_job(accepted["jobId"])
+    assert final["status"] == "failed"
+    assert final["error"] == {"statusCode": 422, **sync}
+    assert final["error"]["errors"]["class"] == "script_error"
+
+
+def test_unknown_and_malformed_job_ids(local_store):
+    assert http("GET", "/api/render/status/no-such-job") == (404, {"message": "No job 'no-such-job'.", "errors": {"type": "JobNotFound"}})
+    assert http("GET", "/api/render/status/bad.id")[0] == 400
+    assert lambda_handler({"action": "status", "jobId": "nope"}, LocalContext())["statusCode"] == 404
+
+
+def test_a_client_job_id_makes_repeating_the_request_return_the_same_job(local_store):
+    body = {"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True, "jobId": "my-job-1"}
+    first = http("POST", "/api/render", body)[1]
+    second = http("POST", "/api/render", body)[1]
+    assert first["jobId"] == second["jobId"] == "my-job-1"
+    final, _ = wait_for_job("my-job-1")
+    assert final["status"] == "succeeded"
+    assert http("POST", "/api/render", body)[1]["status"] == "succeeded"  # not started again
+
+
+def test_an_idempotency_key_header_does_the_same(local_store):
+    body = {"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True}
+    first = http("POST", "/api/render", body, **{"Idempotency-Key": "order-42"})[1]
+    second = http("POST", "/api/render", body, **{"Idempotency-Key": "order-42"})[1]
+    third = http("POST", "/api/render", body, **{"Idempotency-Key": "order-43"})[1]
+    assert first["jobId"] == second["jobId"] != third["jobId"]
+    for job in (first["jobId"], third["jobId"]):
+        assert wait_for_job(job)[0]["status"] == "succeeded"
+
+
+@pytest.mark.parametrize("job_id", ["", "a" * 65, "../../etc", "with space"])
+def test_a_bad_client_job_id_is_400(job_id):
+    status, body = http("POST", "/api/render", {"codeContent": scripts.CIRCLE, "async": True, "jobId": job_id})
+    assert status == 400 and body["errors"][0]["loc"] == ["body", "jobId"]
+
+
+def test_direct_invokes_can_be_async_and_poll(local_store):
+    accepted = lambda_handler({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True}, LocalContext())
+    assert accepted["statusCode"] == 202 and accepted["status"] == "queued"
+    deadline = time.monotonic() + 60
+    while True:
+        record = lambda_handler({"action": "status", "jobId": accepted["jobId"]}, LocalContext())
+        if record["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert record["status"] == "succeeded" and record["s3Key"].endswith("/DrawCircle.mp4")

@@ -1,0 +1,75 @@
+"""Async jobs on the Lambda invoke path: the function answers 202, invokes itself with
+`InvocationType=Event` through boto3 (received here by a stand-in for the Lambda service,
+which delivers the event back to the emulated function), and the job is polled to its end."""
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests import scripts
+from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
+from tests.test_lambda_runtime import dockerfile_handler, event, function_env
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[LambdaService]:
+    with lambda_service() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def function(s3_server: S3Server, service: LambdaService, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
+    env = function_env(s3_server, s3_server.new_bucket("jobs"), LAMBDA_ENDPOINT_URL=service.url)
+    with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
+        service.target = runtime
+        yield runtime
+
+
+def poll(function: LambdaRuntime, job_id: str, seconds: float = 120) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        record = function.invoke({"action": "status", "jobId": job_id})
+        if record.get("status") in ("succeeded", "failed"):
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not end: {record}")
+
+
+def test_a_direct_async_invoke_runs_in_a_self_invocation(function, service):
+    accepted = function.invoke({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True})
+    assert accepted["statusCode"] == 202 and accepted["status"] == "queued"
+    assert accepted["statusRequest"] == {"action": "status", "jobId": accepted["jobId"]}
+    record = poll(function, accepted["jobId"])
+    assert record["status"] == "succeeded", record
+    assert record["s3Key"].endswith("/DrawCircle.mp4")
+    call = next(call for call in service.received if call["payload"].get("jobId") == accepted["jobId"])
+    assert call == {"function": "function", "invocationType": "Event", "payload": {"action": "runJob", "jobId": accepted["jobId"]}}
+
+
+def test_an_http_async_request_and_a_failing_job(function):
+    render = event("function-url-render.json")
+    render["body"] = json.dumps({"codeContent": scripts.RAISES_IN_CONSTRUCT, "quality": "-ql", "async": True})
+    result = function.invoke(render)
+    accepted = json.loads(result["body"])
+    assert result["statusCode"] == 202
+    assert accepted["statusUrl"].startswith("https://") and accepted["statusUrl"].endswith(f"/api/render/status/{accepted['jobId']}")
+    record = poll(function, accepted["jobId"])
+    assert record["status"] == "failed"
+    assert record["error"]["statusCode"] == 422 and record["error"]["errors"]["type"] == "NameError"
+    status = event("function-url-health.json")
+    status["rawPath"] = status["requestContext"]["http"]["path"] = f"/api/render/status/{accepted['jobId']}"
+    polled = function.invoke(status)
+    assert polled["statusCode"] == 200 and json.loads(polled["body"])["status"] == "failed"
+
+
+def test_a_repeated_delivery_does_not_render_twice(function, service):
+    accepted = function.invoke({"codeContent": scripts.CIRCLE, "quality": "-qm", "async": True, "jobId": "once-only"})
+    first = poll(function, "once-only")
+    again = function.invoke({"action": "runJob", "jobId": "once-only"})  # Lambda may deliver an event twice
+    assert again == {"jobId": "once-only", "status": "succeeded"}
+    later = poll(function, "once-only")
+    assert (later["updatedAt"], later["s3Key"]) == (first["updatedAt"], first["s3Key"])  # not rewritten
+    assert accepted["jobId"] == "once-only"
