@@ -69,14 +69,37 @@ def cli_seconds(code: str, scene: str) -> float:
         return time.perf_counter() - started
 
 
-def post(url: str, body: dict) -> float:
-    request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+def call(url: str, body: dict | None = None) -> tuple[float, dict]:
+    """Seconds one HTTP request takes, and its JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=300) as response:
         answer = json.loads(response.read())
-    elapsed = time.perf_counter() - started
+    return time.perf_counter() - started, answer
+
+
+def post(url: str, body: dict) -> float:
+    """Seconds one render request takes (the cache is bypassed unless `body` says otherwise)."""
+    elapsed, answer = call(url, {"cache": False, **body})
     assert "s3Key" in answer, answer
     return elapsed
+
+
+def cache_and_status_figures(base: str, runs: int) -> None:
+    """A cache hit's latency against a render's, and a status poll's latency."""
+    render = {"codeContent": SHORT, "quality": "-ql"}
+    rendering = statistics.median(post(f"{base}/api/render", render) for _ in range(runs))
+    hits = [call(f"{base}/api/render", render) for _ in range(runs)]
+    assert all(answer["cached"] for _, answer in hits)
+    hit = statistics.median(seconds for seconds, _ in hits)
+    _, accepted = call(f"{base}/api/render", {**render, "async": True})
+    deadline = time.monotonic() + 60
+    while call(accepted["statusUrl"])[1]["status"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    poll = statistics.median(call(accepted["statusUrl"])[0] for _ in range(runs * 4))
+    print(f"\nShort scene through the local server (embedded store): render {rendering * 1000:.0f} ms,")
+    print(f"cache hit {hit * 1000:.1f} ms ({rendering / hit:.0f}x faster), status poll {poll * 1000:.1f} ms.")
 
 
 def start_server(port: int, work: Path) -> subprocess.Popen[bytes]:
@@ -139,6 +162,7 @@ def main() -> int:
             met &= ratio <= goal
             verdict = "met" if ratio <= goal else "MISSED"
             print(f"{label:30} {cli:8.2f} {service:12.2f} {first:15.2f} {ratio:6.2f} {goal:6.2f} {verdict}")
+        cache_and_status_figures(f"http://127.0.0.1:{port}", runs)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -194,7 +194,7 @@ def test_bucket_expires_videos(template: dict) -> None:
     ), f"no enabled expiration rule on videos/: {rules}"
 
 
-def test_s3_access_is_limited_to_videos(template: dict) -> None:
+def test_s3_access_is_limited_to_videos_and_jobs(template: dict) -> None:
     role = template["Resources"]["RenderFunctionRole"]["Properties"]
     # A conditional policy (Fn::If) counts with its "true" branch.
     policies = [policy["Fn::If"][1] if "Fn::If" in policy else policy for policy in role["Policies"]]
@@ -204,11 +204,12 @@ def test_s3_access_is_limited_to_videos(template: dict) -> None:
     for statement in s3_statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(action.startswith("s3:") and "*" not in action for action in actions)
-        arn = statement["Resource"]["Fn::Sub"][0]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        arns = [resource["Fn::Sub"][0] for resource in resources]
         if actions == ["s3:ListBucket"]:
-            assert statement["Condition"]["StringLike"]["s3:prefix"] == "videos/*"
+            assert statement["Condition"]["StringLike"]["s3:prefix"] == ["videos/*", "jobs/*"]
         else:
-            assert arn.endswith("/videos/*"), f"{actions} granted beyond videos/: {arn}"
+            assert all(arn.endswith(("/videos/*", "/jobs/*")) for arn in arns), f"{actions} granted beyond: {arns}"
 
 
 def test_outputs_name_every_way_in(template: dict) -> None:
@@ -225,3 +226,13 @@ def test_samconfig_is_ready_for_guided_deploy() -> None:
     assert deploy["resolve_image_repos"] is True
     assert "CAPABILITY_IAM" in deploy["capabilities"]
     assert config["default"]["validate"]["parameters"]["lint"] is True
+
+
+def test_jobs_invoke_the_function_itself_without_retries(template: dict, function: dict) -> None:
+    name = function["Properties"]["FunctionName"]["Fn::Sub"]
+    assert function["Properties"]["EventInvokeConfig"]["MaximumRetryAttempts"] == 0
+    role = template["Resources"]["RenderFunctionRole"]["Properties"]
+    (invoke,) = [p for p in role["Policies"] if isinstance(p, dict) and p.get("PolicyName") == "InvokeSelfForJobs"]
+    (statement,) = invoke["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "lambda:InvokeFunction"
+    assert statement["Resource"]["Fn::Sub"].endswith(":function:" + name)

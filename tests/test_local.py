@@ -178,3 +178,16 @@ def test_the_server_honours_the_api_token(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(authorised, timeout=30)
         assert answer.value.code == 400
+
+
+def test_an_async_job_through_the_server(server):
+    status, accepted = request(f"{server}/api/render", {"codeContent": scripts.CIRCLE, "quality": "-qm", "async": True})
+    assert status == 202 and accepted["statusUrl"] == f"{server}/api/render/status/{accepted['jobId']}"
+    deadline = time.monotonic() + 60
+    while (record := request(accepted["statusUrl"])[1])["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, record
+        time.sleep(0.05)
+    assert record["status"] == "succeeded"
+    with urllib.request.urlopen(record["url"], timeout=10) as response:
+        assert response.headers["Content-Type"] == "video/mp4" and response.read()
+    assert request(f"{server}/api/render/status/unknown-job")[0] == 404
