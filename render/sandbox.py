@@ -156,14 +156,11 @@ def _signal_all(pids: Iterable[int], signum: int) -> None:
 def reap_children(exclude: Iterable[int] = ()) -> None:
     """Collect this process's exited children (adopted orphans included), so none stays a
     zombie; those in `exclude` are left for their owner to collect with their status."""
-    spared = set(exclude)
-    me = os.getpid()
-    for pid, parent, state, _ in _process_table():
-        if parent == me and state == b"Z" and pid not in spared:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+    for pid in _zombie_children(set(exclude)):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
 
 
 def kill_descendants(pid: int, exclude: Iterable[int] = (), deadline_seconds: float = 5.0) -> int:
@@ -177,15 +174,22 @@ def kill_descendants(pid: int, exclude: Iterable[int] = (), deadline_seconds: fl
     deadline = time.monotonic() + deadline_seconds
     while time.monotonic() < deadline:
         alive = [child for child in descendants(pid) if child not in spared]
-        if not alive:
+        if alive:
+            _signal_all(alive, signal.SIGSTOP)
+            _signal_all(alive, signal.SIGKILL)
+            killed.update(alive)
+        elif not _zombie_children(spared):
             break
-        _signal_all(alive, signal.SIGSTOP)
-        _signal_all(alive, signal.SIGKILL)
-        killed.update(alive)
+        # Reap as we go: killed processes' orphans reach us as zombies, and a zombie still
+        # counts against the uid's process limit for the next job.
         time.sleep(0.002)
         reap_children(spared)
-    reap_children(spared)
     return len(killed)
+
+
+def _zombie_children(spared: set[int]) -> list[int]:
+    me = os.getpid()
+    return [pid for pid, parent, state, _ in _process_table() if parent == me and state == b"Z" and pid not in spared]
 
 
 def kill_adopted_orphans(started_since: int, spared: Iterable[int] = ()) -> int:
