@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import sys
 import sysconfig
 import threading
@@ -78,25 +79,44 @@ def _apply_job_config(config: Any, media_dir: str) -> None:
     config.max_inflight_encoders = max(1, min(4, os.cpu_count() or 1))
 
 
-def render_scene(script: str, scene_name: str, quality: str, reporter: _ProgressReporter) -> str:
-    """Execute the script as module `scene`, render the chosen scene, return the video path."""
+# Every render seeds Python's and NumPy's generators alike, so random colours and positions
+# are the same in a whole render and in each of its chunks (and in a re-render).
+RANDOM_SEED = 0
+
+
+def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any], reporter: _ProgressReporter) -> dict[str, Any]:
+    """Execute the script as module `scene` and render the chosen scene, or the part of it
+    that `part` names: `{"mode": "whole"}`, `{"mode": "plan"}` (frame counts, no video), or
+    `{"mode": "range", "start": i, "end": j}` (animations i to j - 1 only)."""
+    import numpy
     from manim import config, tempconfig
 
+    from render.chunks import limit_to_range, plan_scene
+
     code = Path(script).read_text(encoding="utf-8")
-    media_dir = str(Path(script).parent / "media")
-    with tempconfig({"quality": quality, "verbosity": "WARNING"}):
+    media_dir = str(Path(script).parent / part.get("media", "media"))
+    with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
         _apply_job_config(config, media_dir)
         config.input_file = script
+        random.seed(RANDOM_SEED)
+        numpy.random.seed(RANDOM_SEED)
         module = types.ModuleType("scene")
         module.__file__ = script
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
         _apply_job_config(config, media_dir)  # the script may have moved the output elsewhere
+        if part["mode"] == "plan":
+            config.write_to_movie = False
         scene = module.__dict__[scene_name]()
+        if part["mode"] == "plan":
+            return {"plan": plan_scene(scene)}
+        if part["mode"] == "range":
+            config.output_file = f"part-{part['start']:05d}"
+            limit_to_range(scene, part["start"], part["end"])
         reporter.scene = scene
         reporter.start()
         scene.render()
-        return str(scene.renderer.file_writer.movie_file_path)
+        return {"video": str(scene.renderer.file_writer.movie_file_path)}
 
 
 # Exceptions that mean the script hit one of its rlimits rather than a bug of its own.
@@ -135,12 +155,13 @@ class _ProgressReporter(threading.Thread):
                 last = progress
 
 
-def render_job(job: dict[str, Any], channel: Any) -> dict[str, Any]:
-    """Render the job's scene; describe the video, the limit hit, or the script's error."""
+def render_job(job: dict[str, Any], part: dict[str, Any], channel: Any) -> dict[str, Any]:
+    """Render the job's scene (or the part of it asked for); describe the video or plan, the
+    limit hit, or the script's error."""
     script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
     reporter = _ProgressReporter(channel)
     try:
-        return {"video": render_scene(script, job["scene"], job["quality"], reporter)}
+        return render_scene(script, job["scene"], job["quality"], part, reporter)
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:

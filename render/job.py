@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from render.child import SCRIPT_NAME
+from render.chunks import join
 from render.errors import RendererFailed, ResourceLimitExceeded, RenderTimeout, ScriptError, strip_ansi
 from render.sandbox import (
     RenderLimits,
@@ -61,6 +62,7 @@ class RenderedVideo:
     scene_name: str
     quality: str
     render_seconds: float
+    chunks: int = 1
 
 
 class RenderWorker:
@@ -171,6 +173,43 @@ class RenderWorker:
             return reply["result"]
 
     @contextmanager
+    def _job_folder(self, code: str) -> Iterator[Path]:
+        """A fresh job folder holding the script in `work/`, removed when the block ends."""
+        jobs = self.work_dir / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="job-", dir=jobs))
+        try:
+            (root / "work").mkdir()
+            (root / "work" / SCRIPT_NAME).write_text(code, encoding="utf-8")
+            yield root
+        finally:
+            remove_tree(root)
+
+    def _parts(
+        self,
+        root: Path,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        parts: list[dict[str, Any]],
+        on_progress: ProgressCallback | None,
+    ) -> list[dict[str, Any]]:
+        if quality not in QUALITY_FLAGS:
+            raise ValueError(f"unknown quality flag {quality!r}")
+        job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits), "parts": parts}
+        return self._run(job, limits.timeout_seconds, on_progress or (lambda _progress: None))["parts"]
+
+    def plan(self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None) -> list[int]:
+        """The frame count of each animation of the scene, found without drawing or encoding."""
+        scene = choose_scene(code, scene_name)
+        with self._job_folder(code) as root:
+            (outcome,) = self._parts(root, scene, quality, limits, [{"mode": "plan"}], None)
+            if outcome.get("kind") == "plan":
+                return [int(frames) for frames in outcome["frames"]]
+            _video(outcome, root / "work", limits)  # raises the error the outcome describes
+            raise RendererFailed("The plan pass returned no plan.")
+
+    @contextmanager
     def render(
         self,
         code: str,
@@ -179,31 +218,33 @@ class RenderWorker:
         limits: RenderLimits,
         scene_name: str | None = None,
         on_progress: ProgressCallback | None = None,
+        ranges: list[tuple[int, int]] | None = None,
     ) -> Iterator[RenderedVideo]:
         """Render `code`'s scene and yield the video; the job folder is removed when the block ends.
 
-        `on_progress` is told, while the scene renders, how many animations have played and
-        how many frames they made. Raises ScriptError for a script that cannot render,
-        RenderTimeout past the time limit, ResourceLimitExceeded past another limit, and
-        RendererFailed for a fault of ours.
+        With `ranges` (from `render.chunks.split`), each range of animations renders in its own
+        child, all in parallel, and the pieces are joined by stream copy. `on_progress` is told,
+        while the scene renders, how many animations have played and how many frames they made.
+        Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
+        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
         """
-        if quality not in QUALITY_FLAGS:
-            raise ValueError(f"unknown quality flag {quality!r}")
         scene = choose_scene(code, scene_name)
-        jobs = self.work_dir / "jobs"
-        jobs.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="job-", dir=jobs))
-        try:
-            workspace = root / "work"
-            workspace.mkdir()
-            (workspace / SCRIPT_NAME).write_text(code, encoding="utf-8")
+        with self._job_folder(code) as root:
             started = time.monotonic()
-            job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits)}
-            outcome = self._run(job, limits.timeout_seconds, on_progress or (lambda _progress: None))
-            video = _video(outcome, workspace, limits)
-            yield RenderedVideo(video, scene, quality, time.monotonic() - started)
-        finally:
-            remove_tree(root)
+            if ranges:
+                parts = [
+                    {"mode": "range", "start": start, "end": end, "media": f"media-{index}"}
+                    for index, (start, end) in enumerate(ranges)
+                ]
+            else:
+                parts = [{"mode": "whole"}]
+            outcomes = self._parts(root, scene, quality, limits, parts, on_progress)
+            videos = [_video(outcome, root / "work", limits) for outcome in outcomes]
+            if len(videos) > 1:
+                joined = root / "work" / f"{scene}.mp4"
+                join(videos, joined)
+                videos = [joined]
+            yield RenderedVideo(videos[0], scene, quality, time.monotonic() - started, len(parts))
 
 
 def _video(outcome: dict[str, Any], workspace: Path, limits: RenderLimits) -> Path:

@@ -73,80 +73,125 @@ class Worker:
         self._replies.flush()
 
     def run_job(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run the job's parts (one whole render, a plan, or chunk ranges) in parallel children,
+        each in its own process group, under one time limit; then kill all they started."""
         root = Path(job["root"])
         limits = RenderLimits(**job["limits"])
         deadline = time.monotonic() + limits.timeout_seconds
+        parts = job.get("parts") or [{"mode": "whole"}]
+        children: list[_Child] = []
+        try:
+            for index, part in enumerate(parts):
+                children.append(self._start(job, part, index, limits))
+            self._supervise(children, deadline)
+        finally:
+            for child in children:
+                child.close()
+            kill_descendants(os.getpid())  # everything the job started, daemons included
+        outcomes = [
+            _outcome(child.status, child.report, limits, _tail(root / f"output-{child.index}.log")) for child in children
+        ]
+        return {"parts": outcomes}
+
+    def _start(self, job: dict[str, Any], part: dict[str, Any], index: int, limits: RenderLimits) -> _Child:
         ours, theirs = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the job's child
             ours.close()
-            _child(job, theirs, limits)
+            _child(job, {**part, "index": index}, theirs, limits)
         theirs.close()
-        try:
-            status, report = self._supervise(pid, ours, deadline)
-        finally:
-            ours.close()
-            kill_descendants(os.getpid())  # everything the job started, daemons included
-        return _outcome(status, report, limits, _tail(root / "output.log"))
+        return _Child(index, pid, ours, os.pidfd_open(pid))
 
-    def _supervise(self, pid: int, connection: socket.socket, deadline: float) -> tuple[int | None, dict | None]:
-        """Serve the child's messages until it exits or its time is up.
+    def _supervise(self, children: list[_Child], deadline: float) -> None:
+        """Serve the children's messages until all exit or the time is up (their status then
+        stays None)."""
+        progress: dict[int, dict[str, int]] = {}
+        while running := [child for child in children if child.status is None]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            watched = {child.exited: child for child in running}
+            watched.update({child.connection: child for child in running if child.listening})
+            ready, _, _ = select.select(list(watched), [], [], remaining)
+            for source in ready:
+                child = watched[source]
+                if source is child.exited:
+                    child.reap()
+                    continue
+                for message in child.receive():
+                    if isinstance(message.get("progress"), dict):
+                        progress[child.index] = message["progress"]
+                        self.reply({"progress": _total(progress.values())})
+                    else:
+                        self._handle(message, child, deadline)
 
-        Returns its wait status (None on timeout) and its final report, if it sent one.
-        """
-        exited = os.pidfd_open(pid)
-        buffer = b""
-        report: dict[str, Any] | None = None
-        watching = [exited, connection]
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None, None
-                ready, _, _ = select.select(watching, [], [], remaining)
-                if connection in ready:
-                    data = connection.recv(1 << 16)
-                    if not data:
-                        watching.remove(connection)
-                    buffer += data
-                    if len(buffer) > _MAX_MESSAGE_BYTES:
-                        os.kill(pid, signal.SIGKILL)
-                        _, status = os.waitpid(pid, 0)
-                        flood = {"type": "ChannelFlooded", "message": "The script flooded the worker's channel."}
-                        return status, {"error": flood}
-                    while b"\n" in buffer:
-                        line, buffer = buffer.split(b"\n", 1)
-                        report = self._handle(line, connection, deadline) or report
-                if exited in ready:
-                    _, status = os.waitpid(pid, 0)
-                    return status, report
-        finally:
-            os.close(exited)
-
-    def _handle(self, line: bytes, connection: socket.socket, deadline: float) -> dict[str, Any] | None:
+    def _handle(self, message: dict[str, Any], child: _Child, deadline: float) -> None:
         """A LaTeX request is answered; a report is kept. Anything else is ignored."""
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return None
-        if not isinstance(message, dict):
-            return None
         if isinstance(message.get("tex"), dict):
-            answer = self.tex_cache.answer(message["tex"], deadline)
+            child.send(self.tex_cache.answer(message["tex"], deadline))
+        elif isinstance(message.get("report"), dict):
+            child.report = message["report"]
+
+
+class _Child:
+    """One running part of a job, seen from the worker."""
+
+    def __init__(self, index: int, pid: int, connection: socket.socket, exited: int) -> None:
+        self.index = index
+        self.pid = pid
+        self.connection = connection
+        self.exited = exited
+        self.listening = True
+        self.status: int | None = None
+        self.report: dict[str, Any] | None = None
+        self._buffer = b""
+
+    def receive(self) -> list[dict[str, Any]]:
+        """The complete messages that have arrived; a flood ends the child."""
+        data = self.connection.recv(1 << 16)
+        if not data:
+            self.listening = False
+        self._buffer += data
+        if len(self._buffer) > _MAX_MESSAGE_BYTES:
+            os.kill(self.pid, signal.SIGKILL)
+            self.report = {"error": {"type": "ChannelFlooded", "message": "The script flooded the worker's channel."}}
+            self._buffer = b""
+            self.listening = False
+            return []
+        messages = []
+        while b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
             try:
-                connection.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError:
-                pass
-            return None
-        if isinstance(message.get("progress"), dict):
-            progress = message["progress"]
-            self.reply({"progress": {key: int(progress.get(key) or 0) for key in ("animations", "frames")}})
-            return None
-        if isinstance(message.get("report"), dict):
-            return message["report"]
-        return None
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                messages.append(message)
+        return messages
+
+    def send(self, message: dict[str, Any]) -> None:
+        try:
+            self.connection.sendall(json.dumps(message).encode() + b"\n")
+        except OSError:
+            pass
+
+    def reap(self) -> None:
+        _, self.status = os.waitpid(self.pid, 0)
+
+    def close(self) -> None:
+        self.connection.close()
+        os.close(self.exited)
+
+
+def _total(progress: Any) -> dict[str, int]:
+    """Progress summed over a job's parts."""
+    totals = {"animations": 0, "frames": 0}
+    for part in progress:
+        for key in totals:
+            totals[key] += int(part.get(key) or 0)
+    return totals
 
 
 def _tail(path: Path) -> str:
@@ -165,6 +210,8 @@ def _outcome(status: int | None, report: dict | None, limits: RenderLimits, outp
         return {"kind": "timeout", "limitSeconds": limits.timeout_seconds}
     if report is not None and "video" in report:
         return {"kind": "video", "video": report["video"]}
+    if report is not None and "plan" in report:
+        return {"kind": "plan", "frames": report["plan"]}
     if report is not None and "limit" in report:
         return {"kind": "limit", "limit": report["limit"]}
     if report is not None and "error" in report:
@@ -177,7 +224,7 @@ def _outcome(status: int | None, report: dict | None, limits: RenderLimits, outp
     return {"kind": "exited", "code": os.WEXITSTATUS(status), "output": output}
 
 
-def _child(job: dict[str, Any], connection: socket.socket, limits: RenderLimits) -> None:
+def _child(job: dict[str, Any], part: dict[str, Any], connection: socket.socket, limits: RenderLimits) -> None:
     """In the job's child: contain this process, render, report, exit."""
     code = 70
     try:
@@ -186,7 +233,7 @@ def _child(job: dict[str, Any], connection: socket.socket, limits: RenderLimits)
         forbid_new_privileges()
         root = Path(job["root"])
         workspace = root / "work"
-        output = os.open(root / "output.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        output = os.open(root / f"output-{part['index']}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.dup2(output, 1)
@@ -206,7 +253,7 @@ def _child(job: dict[str, Any], connection: socket.socket, limits: RenderLimits)
 
         channel = TexChannel(connection)
         install_tex_client(channel)
-        report = render_job(job, channel)
+        report = render_job(job, part, channel)
         channel.send({"report": report})
         code = 0
     except BaseException:  # noqa: BLE001 - the child must never return into the worker's loop

@@ -1,0 +1,150 @@
+"""Chunked rendering: plan a scene, split it into ranges of whole animations, render a range
+exactly as a whole render would, and join the pieces without re-encoding.
+
+Exactness comes from stepping: before its range, a chunk plays every animation through the
+same frame times as a whole render (every updater called with the same `dt` sequence,
+`renderer.time` advanced frame by frame) but draws and encodes nothing. Manim's own skipping
+(`-n`) advances a skipped animation in one step, which lets time-dependent updaters drift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import av
+
+
+@contextlib.contextmanager
+def without_drawing(renderer: Any) -> Iterator[None]:
+    """Play animations on `renderer` through all their frame times, drawing and writing nothing.
+
+    Everything that changes state (updaters, `renderer.time`, animation counters) happens as
+    in a whole render; what only produces pixels or file data (drawing, static-frame capture,
+    encoding) is skipped.
+    """
+    writer = renderer.file_writer
+    saved = {
+        (renderer, "update_frame"): renderer.update_frame,
+        (renderer, "add_frame"): renderer.add_frame,
+        (renderer, "get_frame"): renderer.get_frame,
+        (renderer, "save_static_frame_data"): renderer.save_static_frame_data,
+        (writer, "begin_animation"): writer.begin_animation,
+        (writer, "end_animation"): writer.end_animation,
+        (writer, "add_partial_movie_file"): writer.add_partial_movie_file,
+    }
+
+    def add_frame(_frame: Any, num_frames: int = 1) -> None:
+        renderer.time += num_frames * (1 / renderer.camera.frame_rate)
+
+    renderer.update_frame = lambda *args, **kwargs: None
+    renderer.add_frame = add_frame
+    renderer.get_frame = lambda: None
+    renderer.save_static_frame_data = lambda *args, **kwargs: None
+    writer.begin_animation = lambda *args, **kwargs: saved[(writer, "begin_animation")](False, **kwargs)
+    writer.end_animation = lambda *args, **kwargs: saved[(writer, "end_animation")](False)
+    writer.add_partial_movie_file = lambda _hash: saved[(writer, "add_partial_movie_file")](None)
+    try:
+        yield
+    finally:
+        for (owner, name), original in saved.items():
+            setattr(owner, name, original)
+
+
+def plan_scene(scene: Any) -> list[int]:
+    """Run the scene without drawing or encoding; the frame count of each animation (each
+    `play` and `wait`), in order."""
+    renderer = scene.renderer
+    frames: list[int] = []
+    original_play = renderer.play
+    frame_rate = renderer.camera.frame_rate
+
+    def counting_play(*args: Any, **kwargs: Any) -> None:
+        before = renderer.time
+        with without_drawing(renderer):
+            original_play(*args, **kwargs)
+        frames.append(round((renderer.time - before) * frame_rate))
+
+    renderer.play = counting_play
+    scene.render()
+    return frames
+
+
+def limit_to_range(scene: Any, start: int, end: int) -> None:
+    """Make `scene.render()` produce only animations `start` to `end - 1`, reaching `start`
+    by stepping the earlier ones without drawing, and ending the scene after `end - 1`."""
+    from manim.utils.exceptions import EndSceneEarlyException
+
+    renderer = scene.renderer
+    original_play = renderer.play
+
+    def ranged_play(*args: Any, **kwargs: Any) -> None:
+        index = renderer.num_plays
+        if index >= end:
+            raise EndSceneEarlyException()
+        if index < start:
+            with without_drawing(renderer):
+                original_play(*args, **kwargs)
+        else:
+            original_play(*args, **kwargs)
+
+    renderer.play = ranged_play
+
+
+# A chunk shorter than this is not worth its start-up and join; `auto` never makes one.
+MIN_CHUNK_SECONDS = 5.0
+
+
+def choose_chunks(frames: list[int], requested: int | str, max_chunks: int, frame_rate: float) -> int:
+    """How many chunks to render `frames` in: the number asked for (at most one per animation
+    and `max_chunks`), or for "auto" as many as give each at least MIN_CHUNK_SECONDS."""
+    if requested == "auto":
+        wanted = int(sum(frames) / frame_rate // MIN_CHUNK_SECONDS)
+    else:
+        wanted = int(requested)
+    return max(1, min(wanted, max_chunks, len(frames)))
+
+
+def split(frames: list[int], chunks: int) -> list[tuple[int, int]]:
+    """At most `chunks` contiguous ranges of whole animations, balanced by frames.
+
+    Each range is (first animation, one past the last). Each boundary goes where the running
+    total of frames comes closest to the next equal share, every range keeping at least one
+    animation.
+    """
+    chunks = max(1, min(chunks, len(frames)))
+    total = sum(frames)
+    through = list(itertools.accumulate(frames))  # frames up to and including animation i
+    starts = [0]
+    for k in range(1, chunks):
+        share = total * k / chunks
+        candidates = range(starts[-1] + 1, len(frames) - (chunks - k) + 1)
+        starts.append(min(candidates, key=lambda end: abs(through[end - 1] - share)))
+    return list(zip(starts, starts[1:] + [len(frames)]))
+
+
+def join(parts: list[Path], output: Path) -> None:
+    """Concatenate MP4 chunks into one by stream copy (no re-encoding): packets are copied
+    with their timestamps shifted past the previous chunks."""
+    with av.open(str(output), "w", format="mp4") as target:
+        with av.open(str(parts[0])) as first:
+            source_stream = first.streams.video[0]
+            stream = target.add_stream_from_template(source_stream)
+        offset = 0
+        for part in parts:
+            with av.open(str(part)) as source:
+                video = source.streams.video[0]
+                last_end = offset
+                for packet in source.demux(video):
+                    if packet.dts is None:
+                        continue
+                    end = packet.pts + (packet.duration or 0)
+                    packet.pts += offset
+                    packet.dts += offset
+                    last_end = max(last_end, end + offset)
+                    packet.stream = stream
+                    target.mux(packet)
+                offset = last_end

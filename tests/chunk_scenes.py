@@ -1,0 +1,121 @@
+"""Scenes that stress chunked rendering's exactness: state that depends on every frame."""
+
+UPDATER_DT = """\
+from manim import *
+
+
+class Spinner(Scene):
+    def construct(self):
+        square = Square(color=BLUE)
+        square.add_updater(lambda m, dt: m.rotate(dt * 1.3).shift(RIGHT * dt * 0.2))
+        self.add(square)
+        self.play(FadeIn(Circle().shift(LEFT * 3)), run_time=0.8)
+        self.wait(0.7)
+        self.play(Indicate(square), run_time=0.6)
+        self.wait(0.5)
+        self.play(square.animate.set_color(RED), run_time=0.5)
+"""
+
+TRACED_PATH = """\
+from manim import *
+
+
+class Trace(Scene):
+    def construct(self):
+        dot = Dot(RIGHT * 2)
+        path = TracedPath(dot.get_center, stroke_color=YELLOW, stroke_width=4)
+        self.add(path, dot)
+        self.play(Rotate(dot, angle=PI, about_point=ORIGIN), run_time=0.8)
+        self.play(dot.animate.shift(UP), run_time=0.5)
+        self.play(Rotate(dot, angle=PI / 2, about_point=ORIGIN), run_time=0.6)
+        self.wait(0.4)
+"""
+
+ALWAYS_REDRAW_TRACKER = """\
+from manim import *
+
+
+class Tracker(Scene):
+    def construct(self):
+        tracker = ValueTracker(0)
+        line = always_redraw(lambda: Line(ORIGIN, [np.cos(tracker.get_value()), np.sin(tracker.get_value()), 0]))
+        label = always_redraw(lambda: DecimalNumber(tracker.get_value()).next_to(line, UP))
+        self.add(line, label)
+        self.play(tracker.animate.set_value(PI / 2), run_time=0.7)
+        self.play(tracker.animate.set_value(PI), run_time=0.6, rate_func=linear)
+        self.play(tracker.animate.increment_value(-1), run_time=0.5)
+"""
+
+RANDOM_COLOURS = """\
+from manim import *
+import random
+
+
+class Confetti(Scene):
+    def construct(self):
+        for _ in range(3):
+            dots = VGroup(*[Dot(np.array([random.uniform(-5, 5), random.uniform(-3, 3), 0]), color=random_color()) for _ in range(12)])
+            self.play(FadeIn(dots), run_time=0.4)
+            self.play(dots.animate.shift(np.random.uniform(-1, 1, 3) * [1, 1, 0]), run_time=0.4)
+"""
+
+WAIT_WITH_UPDATERS = """\
+from manim import *
+
+
+class Drift(Scene):
+    def construct(self):
+        clock = {"t": 0.0}
+        dot = Dot()
+
+        def drift(mobject, dt):
+            clock["t"] += dt
+            mobject.move_to([np.sin(2 * clock["t"]) * 3, np.cos(3 * clock["t"]), 0])
+
+        dot.add_updater(drift)
+        self.add(dot)
+        self.wait(0.6)
+        self.play(Create(Square()), run_time=0.5)
+        self.wait(0.8)
+        self.wait(0.4)
+"""
+
+MOVING_CAMERA = """\
+from manim import *
+
+
+class Pan(MovingCameraScene):
+    def construct(self):
+        grid = NumberPlane()
+        self.add(grid, Dot(RIGHT * 2, color=RED))
+        self.play(self.camera.frame.animate.scale(0.5).move_to(RIGHT * 2), run_time=0.8)
+        self.wait(0.3)
+        self.play(self.camera.frame.animate.scale(2).move_to(LEFT), run_time=0.7)
+        self.play(self.camera.frame.animate.rotate(0.3), run_time=0.4)
+"""
+
+THREE_D_AMBIENT = """\
+from manim import *
+
+
+class Orbit(ThreeDScene):
+    def construct(self):
+        self.set_camera_orientation(phi=70 * DEGREES, theta=30 * DEGREES)
+        self.add(ThreeDAxes(), Cube(side_length=1.5, fill_opacity=0.6))
+        self.begin_ambient_camera_rotation(rate=0.8)
+        self.wait(0.6)
+        self.play(Create(Sphere(radius=0.5).shift(OUT)), run_time=0.6)
+        self.wait(0.5)
+        self.stop_ambient_camera_rotation()
+        self.wait(0.3)
+"""
+
+SCENES = {
+    "updater-dt": (UPDATER_DT, "Spinner"),
+    "traced-path": (TRACED_PATH, "Trace"),
+    "always-redraw-value-tracker": (ALWAYS_REDRAW_TRACKER, "Tracker"),
+    "random-colours": (RANDOM_COLOURS, "Confetti"),
+    "wait-with-updaters": (WAIT_WITH_UPDATERS, "Drift"),
+    "moving-camera": (MOVING_CAMERA, "Pan"),
+    "three-d-ambient-rotation": (THREE_D_AMBIENT, "Orbit"),
+}

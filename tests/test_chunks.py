@@ -1,0 +1,68 @@
+"""Chunked rendering gives the same video as a whole render, frame for frame."""
+
+import numpy as np
+import pytest
+
+from render import RenderLimits, ScriptError
+from render.chunks import choose_chunks, split
+from tests.chunk_scenes import SCENES
+from tests.video import decode
+
+LIMITS = RenderLimits(timeout_seconds=120)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
+
+
+@pytest.mark.parametrize("name", sorted(SCENES))
+@pytest.mark.parametrize("chunks", [2, 3])
+def test_chunked_equals_whole_frame_for_frame(worker, tmp_path, name, chunks):
+    code, scene = SCENES[name]
+    with worker.render(code, quality="-ql", limits=LIMITS, scene_name=scene) as video:
+        whole = decode(video.path)
+    frames = worker.plan(code, quality="-ql", limits=LIMITS, scene_name=scene)
+    assert sum(frames) == len(whole.frames)
+    ranges = split(frames, chunks)
+    assert len(ranges) == chunks
+    with worker.render(code, quality="-ql", limits=LIMITS, scene_name=scene, ranges=ranges) as video:
+        assert video.chunks == chunks
+        chunked = decode(video.path)
+    assert len(chunked.frames) == len(whole.frames)
+    worst = min(psnr(a, b) for a, b in zip(whole.frames, chunked.frames))
+    assert worst >= 50, f"worst frame PSNR {worst:.1f} dB"
+
+
+@pytest.mark.parametrize(
+    ("frames", "chunks", "expected"),
+    [
+        ([10, 10, 10, 10], 2, [(0, 2), (2, 4)]),
+        ([10, 10, 10, 10], 4, [(0, 1), (1, 2), (2, 3), (3, 4)]),
+        ([100, 1, 1, 1], 2, [(0, 1), (1, 4)]),
+        ([1, 1, 1, 100], 2, [(0, 3), (3, 4)]),
+        ([1, 2, 3, 4, 5, 6], 3, [(0, 3), (3, 5), (5, 6)]),
+        ([5], 3, [(0, 1)]),
+    ],
+)
+def test_split_balances_frames_over_contiguous_whole_animations(frames, chunks, expected):
+    assert split(frames, chunks) == expected
+
+
+def test_auto_chooses_from_the_plan_and_the_limit():
+    fifteen_seconds = [15] * 15  # fifteen one-second animations at 15 fps
+    assert choose_chunks(fifteen_seconds, "auto", max_chunks=8, frame_rate=15) == 3  # 5 s each at least
+    assert choose_chunks(fifteen_seconds, "auto", max_chunks=2, frame_rate=15) == 2
+    assert choose_chunks([15] * 4, "auto", max_chunks=8, frame_rate=15) == 1  # too short to benefit
+    assert choose_chunks([15] * 4, 10, max_chunks=8, frame_rate=15) == 4  # one animation per chunk at most
+
+
+def test_a_script_error_in_a_chunk_fails_the_render_with_that_error(worker):
+    code = SCENES["updater-dt"][0].replace("self.wait(0.5)", "self.wait(0.5)\n        undefined_name")
+    with pytest.raises(ScriptError) as planned:
+        worker.plan(code, quality="-ql", limits=LIMITS, scene_name="Spinner")  # planning runs construct
+    with pytest.raises(ScriptError) as rendered:
+        with worker.render(code, quality="-ql", limits=LIMITS, scene_name="Spinner", ranges=[(0, 2), (2, 5)]):
+            pass
+    for caught in (planned, rendered):
+        assert (caught.value.error_type, caught.value.line) == ("NameError", 13)
