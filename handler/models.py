@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import keyword
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +24,15 @@ class RenderRequest(BaseModel):
     cache: bool = Field(True, strict=True)
     run_async: bool = Field(False, alias="async", strict=True)
     job_id: str | None = Field(None, alias="jobId", pattern=JOB_ID_PATTERN, strict=True)
+    chunks: Annotated[int, Field(ge=1, strict=True)] | Literal["auto"] = 1
+
+    @field_validator("chunks")
+    @classmethod
+    def _within_chunk_limit(cls, chunks: int | str) -> int | str:
+        limit = get_settings().max_chunks
+        if isinstance(chunks, int) and chunks > limit:
+            raise ValueError(f"at most {limit} chunks (MAX_CHUNKS)")
+        return chunks
 
     @field_validator("code_content")
     @classmethod
@@ -47,6 +56,7 @@ class Timings(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
+    plan_seconds: float = Field(0.0, alias="planSeconds")
     render_seconds: float = Field(alias="renderSeconds")
     upload_seconds: float = Field(alias="uploadSeconds")
     total_seconds: float = Field(alias="totalSeconds")
@@ -64,6 +74,7 @@ class RenderResponse(BaseModel):
     scene_name: str = Field(alias="sceneName")
     quality: Quality
     cached: bool
+    chunks: int = 1
     timings: Timings
 
     def body(self) -> dict[str, object]:

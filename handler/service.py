@@ -13,7 +13,8 @@ from handler.models import RenderRequest, RenderResponse, Timings
 from handler.observability import logger, record_count, record_seconds, tracer
 from handler.settings import Settings
 from handler.storage import Storage
-from render import RenderWorker, choose_scene
+from render import FRAME_RATES, RenderLimits, RenderWorker, choose_scene
+from render.chunks import choose_chunks, split
 
 # Told each stage as it starts ("rendering", "uploading"), with progress while rendering.
 StageCallback = Callable[[str, dict[str, Any] | None], None]
@@ -65,12 +66,16 @@ def render_and_store(
     record_count("CacheMisses")
     try:
         stage("rendering", None)
+        plan_started = time.monotonic()
+        ranges = _chunk_ranges(request, scene, settings, worker, limits)
+        plan_seconds = time.monotonic() - plan_started if ranges is not None else 0.0
         with tracer.provider.in_subsegment("render") as segment, worker.render(
             request.code_content,
             quality=request.quality,
             scene_name=scene,
             limits=limits,
             on_progress=lambda progress: stage("rendering", progress),
+            ranges=ranges,
         ) as video:
             segment.put_annotation("scene", scene)
             logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
@@ -85,11 +90,26 @@ def render_and_store(
     record_seconds("RenderTime", video.render_seconds)
     record_seconds("UploadTime", upload_seconds)
     timings = Timings(
+        plan_seconds=round(plan_seconds, 3),
         render_seconds=round(video.render_seconds, 3),
         upload_seconds=round(upload_seconds, 3),
         total_seconds=round(time.monotonic() - started, 3),
     )
-    return _answer(request, storage, key, scene, cached=False, timings=timings)
+    answer = _answer(request, storage, key, scene, cached=False, timings=timings)
+    answer.chunks = video.chunks
+    return answer
+
+
+def _chunk_ranges(
+    request: RenderRequest, scene: str, settings: Settings, worker: RenderWorker, limits: RenderLimits
+) -> list[tuple[int, int]] | None:
+    """The animation ranges to render in parallel, or None to render whole: a plan pass says
+    how many frames each animation makes, and a scene too short to benefit renders whole."""
+    if request.chunks == 1:
+        return None
+    frames = worker.plan(request.code_content, quality=request.quality, limits=limits, scene_name=scene)
+    chunks = choose_chunks(frames, request.chunks, settings.max_chunks, FRAME_RATES[request.quality])
+    return split(frames, chunks) if chunks > 1 else None
 
 
 def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:

@@ -35,6 +35,7 @@ class Settings(BaseModel):
     render_work_dir: Path = Field(Path("/tmp/manim-worker"), alias="RENDER_WORK_DIR")
     local_store_dir: Path = Field(Path("/tmp/manim-worker/store"), alias="LOCAL_STORE_DIR")
     local_store_url: str | None = Field(None, alias="LOCAL_STORE_URL")
+    max_chunks: int = Field(8, alias="MAX_CHUNKS", ge=1, le=64)
     job_dispatch: Literal["auto", "lambda", "local"] = Field("auto", alias="JOB_DISPATCH")
     local_job_workers: int = Field(2, alias="LOCAL_JOB_WORKERS", ge=1, le=16)
     lambda_endpoint_url: str | None = Field(None, alias="LAMBDA_ENDPOINT_URL")

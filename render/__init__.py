@@ -5,7 +5,7 @@ used and tested on its own.
 """
 
 from render.errors import RenderError, RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError
-from render.job import QUALITY_FLAGS, RenderedVideo, RenderWorker
+from render.job import FRAME_RATES, QUALITY_FLAGS, RenderedVideo, RenderWorker
 from render.sandbox import RenderLimits
 from render.scenes import choose_scene, find_scenes
 
@@ -13,6 +13,7 @@ from render.scenes import choose_scene, find_scenes
 WORKER_VERSION = "1"
 
 __all__ = [
+    "FRAME_RATES",
     "QUALITY_FLAGS",
     "WORKER_VERSION",
     "RenderError",

@@ -149,7 +149,15 @@ class _ProgressReporter(threading.Thread):
                 continue
             from manim import config
 
-            progress = {"animations": renderer.num_plays, "frames": int(renderer.time * config.frame_rate)}
+            # A chunk counts only what it draws, not the animations it stepped through.
+            drawn_from = getattr(renderer, "drawn_from", (0.0, 0))
+            if drawn_from is None:
+                continue
+            start_time, start_play = drawn_from
+            progress = {
+                "animations": renderer.num_plays - start_play,
+                "frames": int((renderer.time - start_time) * config.frame_rate),
+            }
             if progress != last:
                 self.channel.send({"progress": progress})
                 last = progress

@@ -80,6 +80,7 @@ def limit_to_range(scene: Any, start: int, end: int) -> None:
 
     renderer = scene.renderer
     original_play = renderer.play
+    renderer.drawn_from = None  # (time, animation) where drawing began, for progress reports
 
     def ranged_play(*args: Any, **kwargs: Any) -> None:
         index = renderer.num_plays
@@ -89,6 +90,8 @@ def limit_to_range(scene: Any, start: int, end: int) -> None:
             with without_drawing(renderer):
                 original_play(*args, **kwargs)
         else:
+            if renderer.drawn_from is None:
+                renderer.drawn_from = (renderer.time, index)
             original_play(*args, **kwargs)
 
     renderer.play = ranged_play

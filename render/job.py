@@ -38,6 +38,9 @@ from render.sandbox import (
 )
 from render.scenes import choose_scene
 
+# Frames per second of each quality flag (Manim's own values).
+FRAME_RATES: dict[str, int] = {"-ql": 15, "-qm": 30, "-qh": 60, "-qp": 60, "-qk": 60}
+
 # The seed's quality flags and the Manim quality each one names.
 QUALITY_FLAGS: dict[str, str] = {
     "-ql": "low_quality",

@@ -119,11 +119,13 @@ class Worker:
                 child = watched[source]
                 if source is child.exited:
                     child.reap()
+                    if len(children) > 1:
+                        self.reply({"progress": _total(progress.values(), children)})
                     continue
                 for message in child.receive():
                     if isinstance(message.get("progress"), dict):
                         progress[child.index] = message["progress"]
-                        self.reply({"progress": _total(progress.values())})
+                        self.reply({"progress": _total(progress.values(), children)})
                     else:
                         self._handle(message, child, deadline)
 
@@ -185,12 +187,15 @@ class _Child:
         os.close(self.exited)
 
 
-def _total(progress: Any) -> dict[str, int]:
-    """Progress summed over a job's parts."""
+def _total(progress: Any, children: list[_Child]) -> dict[str, int]:
+    """Progress summed over a job's parts; with several (chunks), how many have finished."""
     totals = {"animations": 0, "frames": 0}
     for part in progress:
         for key in totals:
             totals[key] += int(part.get(key) or 0)
+    if len(children) > 1:
+        totals["chunks"] = len(children)
+        totals["chunksDone"] = sum(1 for child in children if child.status is not None)
     return totals
 
 

@@ -45,7 +45,8 @@ def test_render_answers_with_the_seeds_fields_and_a_fetchable_video(name, local_
     assert body["message"] == "Video created and uploaded successfully."
     assert body["s3Key"].startswith("videos/") and body["s3Key"].endswith("/SquareToCircle.mp4")
     assert (body["bucket"], body["sceneName"], body["quality"]) == ("local", "SquareToCircle", "-ql")
-    assert set(body["timings"]) == {"renderSeconds", "uploadSeconds", "totalSeconds"}
+    assert set(body["timings"]) == {"planSeconds", "renderSeconds", "uploadSeconds", "totalSeconds"}
+    assert body["chunks"] == 1 and body["cached"] is False
     stored = local_store / body["s3Key"]
     assert body["url"] == stored.as_uri()
     assert decode(stored).duration == pytest.approx(3.5, abs=0.1)
@@ -166,3 +167,27 @@ def test_render_timeout_follows_the_invocation_deadline(configure):
     settings = configure(RENDER_TIMEOUT_SECONDS="30")
     assert settings.render_timeout(remaining_ms=100_000) == 30
     assert settings.render_timeout(remaining_ms=10_000) == 1  # never zero or negative
+
+
+def test_chunks_render_the_same_video_in_parts(local_store):
+    code = scripts.TWO_SCENES
+    status, whole = post_render({"codeContent": code, "sceneName": "Long", "quality": "-ql", "cache": False})
+    status, chunked = post_render({"codeContent": code, "sceneName": "Long", "quality": "-ql", "cache": False, "chunks": 2})
+    # "Long" is one animation: it cannot be split, so it renders whole.
+    assert (status, chunked["chunks"], whole["chunks"]) == (200, 1, 1)
+    from tests.chunk_scenes import SCENES
+
+    code, scene = SCENES["updater-dt"]
+    status, whole = post_render({"codeContent": code, "quality": "-ql"})
+    whole_frames = len(decode(local_store / whole["s3Key"]).frames)
+    status, chunked = post_render({"codeContent": code, "quality": "-ql", "chunks": 2, "cache": False})
+    assert (status, chunked["chunks"]) == (200, 2) and chunked["timings"]["planSeconds"] > 0
+    assert chunked["s3Key"] == whole["s3Key"]  # the same video, so the same cache key
+    assert len(decode(local_store / chunked["s3Key"]).frames) == whole_frames
+    assert post_render({"codeContent": code, "quality": "-ql", "chunks": "auto", "cache": False})[1]["chunks"] == 1
+
+
+@pytest.mark.parametrize("chunks", [0, -1, "many", 1.5, 100, True])
+def test_bad_chunk_counts_are_400(chunks):
+    status, body = post_render({"codeContent": scripts.CIRCLE, "chunks": chunks})
+    assert status == 400 and body["errors"][0]["loc"][:2] == ["body", "chunks"]

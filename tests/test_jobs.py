@@ -113,3 +113,13 @@ def test_direct_invokes_can_be_async_and_poll(local_store):
             break
         time.sleep(0.05)
     assert record["status"] == "succeeded" and record["s3Key"].endswith("/DrawCircle.mp4")
+
+
+def test_an_async_chunked_job_reports_its_chunks(local_store):
+    code = MANY_ANIMATIONS
+    _, accepted = http("POST", "/api/render", {"codeContent": code, "quality": "-ql", "async": True, "chunks": 2})
+    final, seen = wait_for_job(accepted["jobId"])
+    assert final["status"] == "succeeded" and final["result"]["chunks"] == 2
+    chunked = [record["progress"] for record in seen if record["progress"] and "chunks" in record["progress"]]
+    assert chunked and all(progress["chunks"] == 2 for progress in chunked)
+    assert max(progress["frames"] for progress in chunked) <= 30 * 15  # frames drawn, never more than the scene has
