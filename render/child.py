@@ -112,6 +112,7 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
             return {"plan": plan_scene(scene)}
         if part["mode"] == "range":
             config.output_file = f"part-{part['start']:05d}"
+            config.max_inflight_encoders = 1  # the chunks themselves share the cores
             limit_to_range(scene, part["start"], part["end"])
         reporter.scene = scene
         reporter.start()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -55,18 +56,26 @@ def without_drawing(renderer: Any) -> Iterator[None]:
 
 
 def plan_scene(scene: Any) -> list[int]:
-    """Run the scene without drawing or encoding; the frame count of each animation (each
-    `play` and `wait`), in order."""
+    """Run the scene as Manim's own skipping does (each animation advanced in one step, nothing
+    drawn or encoded) and count the frames each animation (each `play` and `wait`) would make
+    in a whole render, by Manim's own rule: one per frame time in `[0, run_time)`, or for a
+    static wait, `int(duration / dt)`.
+
+    Skipping is fine here, where only counts matter: ranges are rendered exactly however the
+    plan balanced them. (A `wait_until` whose length depends on the scene's state is counted
+    at its maximum.)"""
     renderer = scene.renderer
+    frame_rate = renderer.camera.frame_rate
     frames: list[int] = []
     original_play = renderer.play
-    frame_rate = renderer.camera.frame_rate
 
     def counting_play(*args: Any, **kwargs: Any) -> None:
-        before = renderer.time
-        with without_drawing(renderer):
-            original_play(*args, **kwargs)
-        frames.append(round((renderer.time - before) * frame_rate))
+        renderer._original_skipping_status = True
+        original_play(*args, **kwargs)
+        if scene.is_current_animation_frozen_frame():
+            frames.append(int(scene.duration / (1 / frame_rate)))
+        else:
+            frames.append(len(np.arange(0, scene.duration, 1 / frame_rate)))
 
     renderer.play = counting_play
     scene.render()

@@ -77,7 +77,8 @@ class RenderWorker:
         self.restarts = 0
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
-        self._replies: IO[bytes] | None = None
+        self._replies: int | None = None  # the reply pipe's descriptor, read unbuffered
+        self._pending = b""  # reply bytes read but not yet returned
         self._requests: IO[bytes] | None = None
         self._started_at = 0
         self._home = work_dir
@@ -114,7 +115,8 @@ class RenderWorker:
         self._home = home
         self._started_at = start_time(self._process.pid)
         self._requests = os.fdopen(request_write, "wb")
-        self._replies = os.fdopen(reply_read, "rb")
+        self._replies = reply_read
+        self._pending = b""
         hello = self._read_reply(time.monotonic() + _START_TIMEOUT_SECONDS)
         if hello is None or not hello.get("ready"):
             self._stop()
@@ -132,9 +134,10 @@ class RenderWorker:
         process.wait()
         kill_adopted_orphans(self._started_at)
         remove_tree(self._home)
-        for stream in (self._requests, self._replies):
-            if stream is not None:
-                stream.close()
+        if self._requests is not None:
+            self._requests.close()
+        if self._replies is not None:
+            os.close(self._replies)
         self._process = self._requests = self._replies = None
 
     def close(self) -> None:
@@ -142,16 +145,24 @@ class RenderWorker:
             self._stop()
 
     def _read_reply(self, deadline: float) -> dict[str, Any] | None:
-        """The worker's next message, or None if it died or said nothing before `deadline`."""
+        """The worker's next message, or None if it died or said nothing before `deadline`.
+
+        Unbuffered: a buffered reader could hold a second message that select() cannot see.
+        """
         assert self._replies is not None
-        while True:
+        while b"\n" not in self._pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             ready, _, _ = select.select([self._replies], [], [], remaining)
-            if ready:
-                line = self._replies.readline()
-                return json.loads(line) if line else None
+            if not ready:
+                continue
+            data = os.read(self._replies, 1 << 16)
+            if not data:
+                return None
+            self._pending += data
+        line, self._pending = self._pending.split(b"\n", 1)
+        return json.loads(line)
 
     def _run(self, job: dict[str, Any], timeout_seconds: float, on_progress: ProgressCallback) -> dict[str, Any]:
         with self._lock:

@@ -31,7 +31,6 @@ from render.sandbox import (
     clean_environment,
     descendants,
     die_with_parent,
-    kill_descendants,
     remove_tree,
 )
 
@@ -67,7 +66,7 @@ class TexCache:
         self.misses += 1
         frozen = _freeze_descendants()
         try:
-            answer = self._compile(request, deadline, frozen)
+            answer = self._compile(request, deadline)
         finally:
             _signal(frozen, signal.SIGCONT)
         if "svg" in answer:
@@ -76,7 +75,7 @@ class TexCache:
                 self._entries.popitem(last=False)
         return answer
 
-    def _compile(self, request: dict[str, Any], deadline: float, spared: list[int]) -> dict[str, Any]:
+    def _compile(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
         """Compile in a forked, limited process; its output comes back through a pipe."""
         self._work_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="tex-", dir=self._work_dir))
@@ -90,7 +89,14 @@ class TexCache:
             return _collect(pid, reader, deadline)
         finally:
             os.close(reader)
-            kill_descendants(os.getpid(), exclude=spared)
+            # Only the compiler's own process group (it called setsid): the job's processes,
+            # frozen or exited and waiting to be reaped with their status, are the worker's.
+            for kill in (os.killpg, os.kill):  # the group, and the compiler if it had none yet
+                try:
+                    kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            os.waitpid(pid, 0)
             remove_tree(folder)
 
 

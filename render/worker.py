@@ -11,7 +11,6 @@ and when the job ends kills everything the job started before it answers.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import select
@@ -180,7 +179,10 @@ class _Child:
             pass
 
     def reap(self) -> None:
-        _, self.status = os.waitpid(self.pid, 0)
+        try:
+            _, self.status = os.waitpid(self.pid, 0)
+        except ChildProcessError:  # collected elsewhere: its report, if any, says how it ended
+            self.status = 0
 
     def close(self) -> None:
         self.connection.close()
@@ -279,8 +281,9 @@ def main() -> None:
         job = json.loads(line)["job"]
         try:
             result = worker.run_job(job)
-        except OSError as error:
-            result = {"kind": "worker_error", "message": os.strerror(error.errno or errno.EIO)}
+        except Exception as error:  # noqa: BLE001 - one job's failure must not end the worker
+            kill_descendants(os.getpid())
+            result = {"parts": [{"kind": "worker_error", "message": f"{type(error).__name__}: {error}"}]}
         result["tex"] = {"hits": worker.tex_cache.hits, "misses": worker.tex_cache.misses}
         worker.reply({"result": result})
 
