@@ -32,7 +32,7 @@ from handler.observability import logger, metrics, record_failure, tracer
 from handler.service import render_and_store
 from handler.settings import get_settings
 from handler.storage import Storage, StorageError, storage_from_settings
-from render import RenderError, RendererFailed, RenderWorker
+from render import RendererFailed, RenderError, RenderWorker
 
 # Function URL and HTTP API (payload 2.0) events share one format, so one resolver serves both.
 app = APIGatewayHttpResolver(enable_validation=True)

@@ -8,9 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
-
 from handler.storage import StorageError
+from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
 
 INVALID_REQUEST = 400
 UNAUTHORIZED = 401

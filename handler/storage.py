@@ -6,12 +6,14 @@ worker does not care which one it has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import boto3
 from boto3.exceptions import Boto3Error
@@ -99,29 +101,24 @@ class S3Storage:
         except (BotoCoreError, ClientError) as error:
             raise StorageError(f"Could not sign a URL for {key!r}: {error}") from error
 
-
-    def exists(self, key: str) -> bool:
+    def _get(self, operation: str, key: str) -> dict[str, Any] | None:
+        """The answer to a HEAD or GET of `key`, or None when there is no such object (S3
+        answers 403 rather than 404 for a missing key to a role without s3:ListBucket)."""
         try:
-            self._client.head_object(Bucket=self.bucket, Key=key)
-            return True
-        except ClientError as error:
-            # Without s3:ListBucket, S3 answers 403 rather than 404 for a missing key.
-            if error.response["Error"]["Code"] in ("404", "NoSuchKey", "403", "AccessDenied"):
-                return False
-            raise StorageError(f"Could not look up {key!r}: {error}") from error
-        except BotoCoreError as error:
-            raise StorageError(f"Could not look up {key!r}: {error}") from error
-
-    def read_json(self, key: str) -> dict[str, Any] | None:
-        try:
-            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return getattr(self._client, operation)(Bucket=self.bucket, Key=key)
         except ClientError as error:
             if error.response["Error"]["Code"] in ("404", "NoSuchKey", "403", "AccessDenied"):
                 return None
             raise StorageError(f"Could not read {key!r}: {error}") from error
         except BotoCoreError as error:
             raise StorageError(f"Could not read {key!r}: {error}") from error
-        return json.loads(body)
+
+    def exists(self, key: str) -> bool:
+        return self._get("head_object", key) is not None
+
+    def read_json(self, key: str) -> dict[str, Any] | None:
+        answer = self._get("get_object", key)
+        return json.loads(answer["Body"].read()) if answer is not None else None
 
     def _put_json(self, key: str, data: dict[str, Any], **conditions: str) -> None:
         self._client.put_object(
@@ -171,21 +168,30 @@ class LocalStorage:
             raise ValueError(f"key {key!r} is outside the store")
         return path
 
-    def put_video(self, path: Path, key: str) -> None:
+    @contextlib.contextmanager
+    def _staged(self, key: str, write: Callable[[BinaryIO], object]) -> Iterator[tuple[Path, Path]]:
+        """The new content, complete, in a temporary file beside `key`'s file; the block
+        publishes it (rename or link), so readers never see half of it. Removed afterwards."""
         target = self.path_of(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Copy beside the target, then rename: readers never see half a video.
-            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-        except OSError as error:
-            raise StorageError(f"Could not store the video in {self.root}: {error}") from error
-        try:
-            with os.fdopen(descriptor, "wb") as out, path.open("rb") as source:
-                shutil.copyfileobj(source, out, 1024 * 1024)
+            with os.fdopen(descriptor, "wb") as out:
+                write(out)
             os.chmod(part, 0o644)
-            os.replace(part, target)
-        except OSError as error:
+            yield Path(part), target
+        finally:
             Path(part).unlink(missing_ok=True)
+
+    def put_video(self, path: Path, key: str) -> None:
+        def copy(out: BinaryIO) -> None:
+            with path.open("rb") as source:
+                shutil.copyfileobj(source, out, 1024 * 1024)
+
+        try:
+            with self._staged(key, copy) as (part, target):
+                os.replace(part, target)
+        except OSError as error:
             raise StorageError(f"Could not store the video in {self.root}: {error}") from error
 
     def exists(self, key: str) -> bool:
@@ -200,30 +206,19 @@ class LocalStorage:
             raise StorageError(f"Could not read {key!r}: {error}") from error
 
     def write_json(self, key: str, data: dict[str, Any]) -> None:
-        target = self.path_of(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(_json_bytes(data))
-            os.replace(part, target)
+            with self._staged(key, lambda out: out.write(_json_bytes(data))) as (part, target):
+                os.replace(part, target)
         except OSError as error:
             raise StorageError(f"Could not write {key!r}: {error}") from error
 
     def create_json(self, key: str, data: dict[str, Any]) -> bool:
-        target = self.path_of(key)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            descriptor, part = tempfile.mkstemp(dir=target.parent, prefix=".part-")
-            with os.fdopen(descriptor, "wb") as out:
-                out.write(_json_bytes(data))
-            try:
-                os.link(part, target)  # the local lock: fails if the key exists, never half-written
+            with self._staged(key, lambda out: out.write(_json_bytes(data))) as (part, target):
+                os.link(part, target)  # the local lock: fails if the key exists
                 return True
-            except FileExistsError:
-                return False
-            finally:
-                os.unlink(part)
+        except FileExistsError:
+            return False
         except OSError as error:
             raise StorageError(f"Could not create {key!r}: {error}") from error
 

@@ -4,7 +4,7 @@ It knows Manim, processes and files, and nothing of AWS, HTTP or storage, so it 
 used and tested on its own.
 """
 
-from render.errors import RenderError, RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError
+from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
 from render.job import FRAME_RATES, QUALITY_FLAGS, RenderedVideo, RenderWorker
 from render.sandbox import RenderLimits
 from render.scenes import choose_scene, find_scenes

@@ -135,7 +135,7 @@ def split(frames: list[int], chunks: int) -> list[tuple[int, int]]:
         share = total * k / chunks
         candidates = range(starts[-1] + 1, len(frames) - (chunks - k) + 1)
         starts.append(min(candidates, key=lambda end: abs(through[end - 1] - share)))
-    return list(zip(starts, starts[1:] + [len(frames)]))
+    return list(zip(starts, starts[1:] + [len(frames)], strict=True))
 
 
 def join(parts: list[Path], output: Path) -> None:

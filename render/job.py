@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from render.child import SCRIPT_NAME
 from render.chunks import join
-from render.errors import RendererFailed, ResourceLimitExceeded, RenderTimeout, ScriptError, strip_ansi
+from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, strip_ansi
 from render.sandbox import (
     RenderLimits,
     become_subreaper,

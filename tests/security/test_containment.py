@@ -1,7 +1,6 @@
 """Hostile scenes: whatever a script does, it gets no credentials, leaves nothing behind,
 stays within its limits, and the next ordinary render is correct."""
 
-import os
 import time
 from pathlib import Path
 
