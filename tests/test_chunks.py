@@ -30,7 +30,7 @@ def test_chunked_equals_whole_frame_for_frame(worker, tmp_path, name, chunks):
         assert video.chunks == chunks
         chunked = decode(video.path)
     assert len(chunked.frames) == len(whole.frames)
-    worst = min(psnr(a, b) for a, b in zip(whole.frames, chunked.frames))
+    worst = min(psnr(a, b) for a, b in zip(whole.frames, chunked.frames, strict=True))
     assert worst >= 50, f"worst frame PSNR {worst:.1f} dB"
 
 
