@@ -12,13 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from importlib.metadata import version
 
 from handler.storage import Storage
-from render import WORKER_VERSION
+from render import MANIM_VERSION, WORKER_VERSION
 
 VIDEO_FORMAT = "mp4"
-MANIM_VERSION = version("manim")
 # How often a request waiting for an identical one looks for its video.
 _POLL_SECONDS = 0.25
 
