@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from handler.auth import expected_token, presents_token
 from handler.dispatch import RUN_JOB_ACTION, Dispatcher, LambdaDispatcher, LocalDispatcher
 from handler.errors import NOT_FOUND, UNAUTHORIZED, error_body, error_class, problem, validation_problem
+from handler.fanout import RENDER_CHUNK_ACTION, Invoke, run_chunk
 from handler.jobs import create_job, load_job, run_job, status_body
 from handler.models import JOB_ID_PATTERN, RenderRequest
 from handler.observability import logger, metrics, record_failure, tracer
@@ -67,8 +68,14 @@ def get_dispatcher() -> Dispatcher:
     return LocalDispatcher(lambda job_id: execute_job(job_id, None), settings.local_job_workers)
 
 
+def fan_out() -> Invoke | None:
+    """How chunks reach other invocations (on Lambda), or None to render them here."""
+    dispatcher = get_dispatcher()
+    return dispatcher.invoke if isinstance(dispatcher, LambdaDispatcher) else None
+
+
 def execute_job(job_id: str, remaining_ms: int | None) -> None:
-    run_job(job_id, get_settings(), get_storage(), get_worker(), remaining_ms)
+    run_job(job_id, get_settings(), get_storage(), get_worker(), remaining_ms, fan_out())
 
 
 def _remaining_ms(context: LambdaContext | None) -> int | None:
@@ -81,7 +88,8 @@ def _json(status: int, body: dict[str, Any]) -> Response:
 
 def render_now(request: RenderRequest, context: LambdaContext | None) -> dict[str, Any]:
     """A synchronous render's answer body; failures are raised."""
-    return render_and_store(request, get_settings(), get_storage(), get_worker(), _remaining_ms(context)).body()
+    remaining = _remaining_ms(context)
+    return render_and_store(request, get_settings(), get_storage(), get_worker(), remaining, fan_out=fan_out()).body()
 
 
 def submit_job(request: RenderRequest, job_id: str | None) -> dict[str, Any]:
@@ -184,6 +192,8 @@ def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]
         execute_job(job_id, _remaining_ms(context))
         record = load_job(get_storage(), job_id)
         return {"jobId": job_id, "status": record.status if record else None}
+    if action == RENDER_CHUNK_ACTION:
+        return run_chunk(event, get_settings(), get_storage(), get_worker(), _remaining_ms(context))
     if action == STATUS_ACTION:
         record = load_job(get_storage(), str(event.get("jobId")))
         if record is None:

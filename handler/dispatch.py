@@ -37,11 +37,11 @@ class LambdaDispatcher:
         )
 
     def submit(self, job_id: str) -> None:
-        self._client.invoke(
-            FunctionName=self.function_name,
-            InvocationType="Event",
-            Payload=json.dumps(run_job_event(job_id)).encode(),
-        )
+        self.invoke(run_job_event(job_id))
+
+    def invoke(self, event: dict[str, Any]) -> None:
+        """Hand `event` to another invocation of this function, without waiting for it."""
+        self._client.invoke(FunctionName=self.function_name, InvocationType="Event", Payload=json.dumps(event).encode())
 
 
 class LocalDispatcher:

@@ -21,6 +21,16 @@ INTERNAL_ERROR = 500
 STORAGE_ERROR = 502
 
 
+class ChunkFailed(RenderError):
+    """A piece of a fanned-out render failed as the whole render would have; its status and
+    body are the answer."""
+
+    def __init__(self, answer: dict[str, Any]) -> None:
+        super().__init__(answer.get("message") or "A chunk failed.")
+        self.status = int(answer["statusCode"])
+        self.body = {"message": answer.get("message"), "errors": answer.get("errors")}
+
+
 def error_body(message: str, errors: Any = None) -> dict[str, Any]:
     """The seed's error shape."""
     return {"message": message, "errors": errors}
@@ -60,6 +70,8 @@ def storage_problem(error: StorageError) -> tuple[int, dict[str, Any]]:
 
 def error_class(error: BaseException) -> str:
     """The class a failure is counted under, the same in responses, job records and metrics."""
+    if isinstance(error, ChunkFailed):
+        return str((error.body.get("errors") or {}).get("class", "internal"))
     if isinstance(error, ScriptError):
         return "script_error"
     if isinstance(error, RenderTimeout):
@@ -73,6 +85,8 @@ def error_class(error: BaseException) -> str:
 
 def problem(error: BaseException) -> tuple[int, dict[str, Any]]:
     """The status and body for any failure of a render request, with its class in `errors`."""
+    if isinstance(error, ChunkFailed):
+        return error.status, error.body  # the piece's own answer, passed on as it is
     if isinstance(error, RenderError):
         status, body = render_problem(error)
     elif isinstance(error, StorageError):

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from handler.errors import error_class, problem
+from handler.fanout import Invoke
 from handler.models import RenderRequest
 from handler.observability import logger, record_failure
 from handler.service import render_and_store
@@ -82,7 +83,14 @@ def status_body(record: JobRecord, storage: Storage) -> dict[str, Any]:
     return body
 
 
-def run_job(job_id: str, settings: Settings, storage: Storage, worker: RenderWorker, remaining_ms: int | None) -> None:
+def run_job(
+    job_id: str,
+    settings: Settings,
+    storage: Storage,
+    worker: RenderWorker,
+    remaining_ms: int | None,
+    fan_out: Invoke | None = None,
+) -> None:
     """Render a queued job and record how it went. A job that is not queued (a repeated
     delivery) is left alone. Faults of ours are recorded, then raised."""
     record = load_job(storage, job_id)
@@ -104,7 +112,7 @@ def run_job(job_id: str, settings: Settings, storage: Storage, worker: RenderWor
         record.save(storage)
 
     try:
-        response = render_and_store(request, settings, storage, worker, remaining_ms, on_stage)
+        response = render_and_store(request, settings, storage, worker, remaining_ms, on_stage, fan_out)
     except Exception as error:
         status, body = problem(error)
         record_failure(error_class(error))

@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from handler.cache import acquire_lease, cache_key, release_lease
+from handler.fanout import Invoke, render_fanned_out
 from handler.models import RenderRequest, RenderResponse, Timings
 from handler.observability import logger, record_count, record_seconds, tracer
 from handler.settings import Settings
 from handler.storage import Storage
-from render import FRAME_RATES, RenderLimits, RenderWorker, choose_scene
-from render.chunks import choose_chunks, split
+from render import FRAME_RATES, RenderedVideo, RenderLimits, RenderWorker, choose_scene
+from render.chunks import choose_chunks, join, split
 
 # Told each stage as it starts ("rendering", "uploading"), with progress while rendering.
 StageCallback = Callable[[str, dict[str, Any] | None], None]
@@ -46,8 +50,12 @@ def render_and_store(
     worker: RenderWorker,
     remaining_ms: int | None,
     on_stage: StageCallback | None = None,
+    fan_out: Invoke | None = None,
 ) -> RenderResponse:
     """Answer from the cache, or render the request's scene, upload it and say where it is.
+
+    Chunks render in parallel children of `worker`, or with `fan_out` (on Lambda) in parallel
+    invocations of this function, each given one range.
 
     Raises render.RenderError for a script that does not render within its limits, and
     handler.storage.StorageError when storage fails.
@@ -69,13 +77,8 @@ def render_and_store(
         plan_started = time.monotonic()
         ranges = _chunk_ranges(request, scene, settings, worker, limits)
         plan_seconds = time.monotonic() - plan_started if ranges is not None else 0.0
-        with tracer.provider.in_subsegment("render") as segment, worker.render(
-            request.code_content,
-            quality=request.quality,
-            scene_name=scene,
-            limits=limits,
-            on_progress=lambda progress: stage("rendering", progress),
-            ranges=ranges,
+        with tracer.provider.in_subsegment("render") as segment, _rendered(
+            request, scene, limits, worker, storage, ranges, fan_out, lambda progress: stage("rendering", progress)
         ) as video:
             segment.put_annotation("scene", scene)
             logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
@@ -98,6 +101,38 @@ def render_and_store(
     answer = _answer(request, storage, key, scene, cached=False, timings=timings)
     answer.chunks = video.chunks
     return answer
+
+
+@contextlib.contextmanager
+def _rendered(
+    request: RenderRequest,
+    scene: str,
+    limits: RenderLimits,
+    worker: RenderWorker,
+    storage: Storage,
+    ranges: list[tuple[int, int]] | None,
+    fan_out: Invoke | None,
+    on_progress: Callable[[dict[str, Any]], None],
+) -> Iterator[RenderedVideo]:
+    """The video, rendered whole or in chunks, here or fanned out; joined in one place."""
+    if not ranges or fan_out is None:
+        with worker.render(
+            request.code_content,
+            quality=request.quality,
+            scene_name=scene,
+            limits=limits,
+            on_progress=on_progress,
+            ranges=ranges,
+        ) as video:
+            yield video
+        return
+    started = time.monotonic()
+    deadline = started + limits.timeout_seconds
+    with render_fanned_out(request, ranges, storage, fan_out, deadline, on_progress) as pieces:
+        with tempfile.TemporaryDirectory(prefix="joined-") as folder:
+            joined = Path(folder) / f"{scene}.mp4"
+            join(pieces, joined)
+            yield RenderedVideo(joined, scene, request.quality, time.monotonic() - started, len(ranges))
 
 
 def _chunk_ranges(

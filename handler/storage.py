@@ -57,6 +57,9 @@ class Storage(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object at `key`, if any."""
 
+    def download(self, key: str, path: Path) -> None:
+        """Copy the object at `key` into the file `path`."""
+
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
@@ -148,6 +151,12 @@ class S3Storage:
         except (BotoCoreError, ClientError) as error:
             raise StorageError(f"Could not delete {key!r}: {error}") from error
 
+    def download(self, key: str, path: Path) -> None:
+        try:
+            self._client.download_file(self.bucket, key, str(path), Config=self._transfer)
+        except (Boto3Error, BotoCoreError, ClientError) as error:
+            raise StorageError(f"Could not download {key!r}: {error}") from error
+
 
 class LocalStorage:
     """A directory that plays the bucket's part, so the worker runs without a cloud account.
@@ -224,6 +233,12 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self.path_of(key).unlink(missing_ok=True)
+
+    def download(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self.path_of(key), path)
+        except OSError as error:
+            raise StorageError(f"Could not download {key!r}: {error}") from error
 
     def url_for(self, key: str) -> str:
         if self._base_url:

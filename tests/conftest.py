@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from handler.app import get_storage, get_worker
-from render import RenderWorker
 from handler.settings import Settings, get_settings
+from render import RenderWorker
 from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]

@@ -25,14 +25,14 @@ import signal
 import socket
 import stat
 import subprocess
-import threading
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
-import uuid
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -364,6 +364,18 @@ class LambdaRuntime:
     # The emulator runs one invocation at a time and crashes if asked for a second meanwhile.
     _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def try_invoke(self, event: dict[str, Any]) -> bool:
+        """Invoke with `event` if no invocation is running, as Lambda uses an idle environment;
+        False (and nothing done) if one is."""
+        if not self._one_at_a_time.acquire(blocking=False):
+            return False
+        self._one_at_a_time.release()
+        try:
+            self.invoke(event)
+        except InvokeError:
+            pass  # an asynchronous invocation's result goes nowhere, as on Lambda
+        return True
+
     def invoke(self, event: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Invoke with `event` and return the function's result.
 
@@ -511,10 +523,11 @@ class LambdaService:
     """A stand-in for the Lambda service's Invoke API, for the function's own asynchronous
     (`InvocationType=Event`) invokes: it answers 202 at once, as Lambda does, records the
     call as boto3 made it, and delivers the event to the emulated function once that is free.
-    Point the function at it with `LAMBDA_ENDPOINT_URL`, then set `target` to the runtime."""
+    Point the functions at it with `LAMBDA_ENDPOINT_URL`, then list them in `targets`: each
+    event goes to one that is idle (like an execution environment), in parallel."""
 
     url: str
-    target: LambdaRuntime | None = None
+    targets: list[LambdaRuntime] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -547,14 +560,13 @@ def lambda_service() -> Iterator[LambdaService]:
         def log_message(self, *_: Any) -> None:
             pass
 
+    def deliver_one(event: dict[str, Any]) -> None:
+        while not any(runtime.try_invoke(event) for runtime in list(service.targets)):
+            time.sleep(0.05)  # every environment is busy, or none is listed yet
+
     def deliver() -> None:
         while (payload := pending.get()) is not None:
-            while service.target is None:
-                time.sleep(0.05)
-            try:
-                service.target.invoke(json.loads(payload))
-            except InvokeError:
-                pass  # an async invocation's result goes nowhere, as on Lambda
+            threading.Thread(target=deliver_one, args=(json.loads(payload),), daemon=True).start()
 
     server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
     threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]

@@ -24,7 +24,7 @@ def service() -> Iterator[LambdaService]:
 def function(s3_server: S3Server, service: LambdaService, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
     env = function_env(s3_server, s3_server.new_bucket("jobs"), LAMBDA_ENDPOINT_URL=service.url)
     with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
-        service.target = runtime
+        service.targets.append(runtime)
         yield runtime
 
 

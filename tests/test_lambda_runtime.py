@@ -4,8 +4,8 @@ to a real S3-compatible server (SeaweedFS) through S3_ENDPOINT."""
 
 import json
 import re
-import uuid
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 

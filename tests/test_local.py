@@ -1,7 +1,6 @@
 """The local ways to run the worker: `make serve`'s server and `make run`'s one-shot invoke."""
 
 import json
-from contextlib import contextmanager
 import os
 import shutil
 import socket
@@ -11,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest

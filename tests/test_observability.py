@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from handler.app import lambda_handler
-from handler.observability import logger
 from handler.local import LocalContext
+from handler.observability import logger
 from tests import scripts
 
 

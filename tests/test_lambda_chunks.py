@@ -1,0 +1,84 @@
+"""Chunks fanned out over parallel invocations: three emulated execution environments share
+one bucket; the coordinator's self-invokes reach the idle ones through a stand-in for the
+Lambda service, and the joined video equals a whole render frame for frame."""
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests import scripts
+from tests.chunk_scenes import SCENES
+from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
+from tests.test_chunks import psnr
+from tests.test_lambda_runtime import dockerfile_handler, function_env
+from tests.video import decode
+
+ENVIRONMENTS = 3
+
+
+@pytest.fixture(scope="module")
+def bucket(s3_server: S3Server) -> str:
+    return s3_server.new_bucket("fanout")
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[LambdaService]:
+    with lambda_service() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
+    with contextlib.ExitStack() as stack:
+        env = function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url)
+        runtimes = [stack.enter_context(lambda_runtime(dockerfile_handler(), lambda_task_root, env)) for _ in range(ENVIRONMENTS)]
+        service.targets.extend(runtimes)
+        yield runtimes
+
+
+def fetch(s3_server: S3Server, bucket: str, key: str, path: Path):
+    path.write_bytes(s3_server.client().get_object(Bucket=bucket, Key=key)["Body"].read())
+    return decode(path)
+
+
+def test_fanned_out_chunks_join_into_the_whole_render(functions, service, s3_server, bucket, tmp_path):
+    code, scene = SCENES["updater-dt"]
+    coordinator = functions[0]
+    whole = coordinator.invoke({"codeContent": code, "quality": "-ql", "cache": False})
+    expected = fetch(s3_server, bucket, whole["s3Key"], tmp_path / "whole.mp4")
+    chunked = coordinator.invoke({"codeContent": code, "quality": "-ql", "cache": False, "chunks": 2})
+    assert chunked.get("chunks") == 2, chunked
+    pieces = [call for call in service.received if call["payload"].get("action") == "renderChunk"]
+    assert [(call["invocationType"], call["payload"]["index"]) for call in pieces] == [("Event", 0), ("Event", 1)]
+    got = fetch(s3_server, bucket, chunked["s3Key"], tmp_path / "chunked.mp4")
+    assert len(got.frames) == len(expected.frames)
+    assert min(psnr(a, b) for a, b in zip(expected.frames, got.frames, strict=True)) >= 50
+    left = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0)
+    assert left == 0  # every piece removed
+
+
+def test_a_script_error_fails_a_chunked_render_as_it_fails_a_whole_one(functions):
+    code = SCENES["updater-dt"][0].replace("self.play(square.animate.set_color(RED), run_time=0.5)", "self.play(Nope())")
+    answer = functions[0].invoke({"codeContent": code, "quality": "-ql", "chunks": 2})
+    assert answer["statusCode"] == 422
+    assert (answer["errors"]["type"], answer["errors"]["class"]) == ("NameError", "script_error")
+    assert np.isfinite(answer["errors"]["line"])
+
+
+def test_an_unsplittable_scene_renders_whole(functions):
+    answer = functions[0].invoke({"codeContent": scripts.CIRCLE, "quality": "-ql", "chunks": 2, "cache": False})
+    assert answer["chunks"] == 1
+
+
+def test_pieces_that_never_come_back_fail_before_the_functions_timeout(s3_server, bucket, lambda_task_root):
+    with lambda_service() as nowhere:  # accepts the invokes, never runs them
+        env = function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=nowhere.url, RENDER_TIMEOUT_SECONDS="4")
+        with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as function:
+            code, _ = SCENES["updater-dt"]
+            answer = function.invoke({"codeContent": code, "quality": "-ql", "chunks": 2, "cache": False})
+    assert answer["errorType"] == "RendererFailed"
+    assert answer["errorMessage"] == "2 of 2 chunks did not come back in time."
+    assert s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0) == 0
