@@ -139,12 +139,15 @@ def _chunk_ranges(
     request: RenderRequest, scene: str, settings: Settings, worker: RenderWorker, limits: RenderLimits
 ) -> list[tuple[int, int]] | None:
     """The animation ranges to render in parallel, or None to render whole: a plan pass says
-    how many frames each animation makes, and a scene too short to benefit renders whole."""
+    how many frames each animation makes, and a scene too short to benefit, or with sound,
+    renders whole."""
     if request.chunks == 1:
         return None
-    frames = worker.plan(request.code_content, quality=request.quality, limits=limits, scene_name=scene)
-    chunks = choose_chunks(frames, request.chunks, settings.max_chunks, FRAME_RATES[request.quality])
-    return split(frames, chunks) if chunks > 1 else None
+    plan = worker.plan(request.code_content, quality=request.quality, limits=limits, scene_name=scene)
+    if plan.has_sound:
+        return None  # chunks carry no sound: keep it by rendering whole
+    chunks = choose_chunks(plan.frames, request.chunks, settings.max_chunks, FRAME_RATES[request.quality])
+    return split(plan.frames, chunks) if chunks > 1 else None
 
 
 def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:

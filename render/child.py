@@ -109,7 +109,8 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
             config.write_to_movie = False
         scene = module.__dict__[scene_name]()
         if part["mode"] == "plan":
-            return {"plan": plan_scene(scene)}
+            plan = plan_scene(scene)
+            return {"plan": plan.frames, "sound": plan.has_sound}
         if part["mode"] == "range":
             config.output_file = f"part-{part['start']:05d}"
             config.max_inflight_encoders = 1  # the chunks themselves share the cores

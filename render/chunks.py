@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,16 @@ def without_drawing(renderer: Any) -> Iterator[None]:
             setattr(owner, name, original)
 
 
-def plan_scene(scene: Any) -> list[int]:
+@dataclass(frozen=True)
+class Plan:
+    """What a planning pass found: each animation's frame count, and whether the scene adds
+    sound (chunks carry no sound, so such a scene renders whole)."""
+
+    frames: list[int]
+    has_sound: bool
+
+
+def plan_scene(scene: Any) -> Plan:
     """Run the scene as Manim's own skipping does (each animation advanced in one step, nothing
     drawn or encoded) and count the frames each animation (each `play` and `wait`) would make
     in a whole render, by Manim's own rule: one per frame time in `[0, run_time)`, or for a
@@ -77,9 +87,17 @@ def plan_scene(scene: Any) -> list[int]:
         else:
             frames.append(len(np.arange(0, scene.duration, 1 / frame_rate)))
 
+    sounds: list[Any] = []
+    original_add_sound = scene.add_sound
+
+    def noting_add_sound(*args: Any, **kwargs: Any) -> None:
+        sounds.append(args)
+        original_add_sound(*args, **kwargs)
+
     renderer.play = counting_play
+    scene.add_sound = noting_add_sound
     scene.render()
-    return frames
+    return Plan(frames, bool(sounds))
 
 
 def limit_to_range(scene: Any, start: int, end: int) -> None:

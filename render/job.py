@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from render.child import SCRIPT_NAME
-from render.chunks import join
+from render.chunks import Plan, join
 from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, strip_ansi
 from render.sandbox import (
     RenderLimits,
@@ -213,13 +213,14 @@ class RenderWorker:
         job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits), "parts": parts}
         return self._run(job, limits.timeout_seconds, on_progress or (lambda _progress: None))["parts"]
 
-    def plan(self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None) -> list[int]:
-        """The frame count of each animation of the scene, found without drawing or encoding."""
+    def plan(self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None) -> Plan:
+        """The frame count of each animation of the scene (and whether it adds sound), found
+        without drawing or encoding."""
         scene = choose_scene(code, scene_name)
         with self._job_folder(code) as root:
             (outcome,) = self._parts(root, scene, quality, limits, [{"mode": "plan"}], None)
             if outcome.get("kind") == "plan":
-                return [int(frames) for frames in outcome["frames"]]
+                return Plan([int(frames) for frames in outcome["frames"]], bool(outcome.get("sound")))
             _video(outcome, root / "work", limits)  # raises the error the outcome describes
             raise RendererFailed("The plan pass returned no plan.")
 

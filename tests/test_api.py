@@ -191,3 +191,31 @@ def test_chunks_render_the_same_video_in_parts(local_store):
 def test_bad_chunk_counts_are_400(chunks):
     status, body = post_render({"codeContent": scripts.CIRCLE, "chunks": chunks})
     assert status == 400 and body["errors"][0]["loc"][:2] == ["body", "chunks"]
+
+
+SOUND_SCENE = """\
+import math, struct, wave
+from manim import *
+
+with wave.open("beep.wav", "wb") as out:
+    out.setnchannels(1)
+    out.setsampwidth(2)
+    out.setframerate(8000)
+    out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 5))) for i in range(8000 * 3)))
+
+
+class Beeps(Scene):
+    def construct(self):
+        for step in range(3):
+            self.add_sound("beep.wav")
+            self.play(Create(Circle().shift(RIGHT * step)), run_time=1)
+"""
+
+
+def test_a_scene_with_sound_renders_whole_and_keeps_it(local_store):
+    import av
+
+    status, body = post_render({"codeContent": SOUND_SCENE, "quality": "-ql", "chunks": 2, "cache": False})
+    assert (status, body["chunks"]) == (200, 1), body
+    with av.open(str(local_store / body["s3Key"])) as video:
+        assert video.streams.audio, "the sound was lost"
