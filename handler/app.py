@@ -33,7 +33,7 @@ from handler.observability import logger, metrics, record_failure, tracer
 from handler.service import render_and_store
 from handler.settings import get_settings
 from handler.storage import Storage, StorageError, storage_from_settings
-from render import RendererFailed, RenderError, RenderWorker
+from render import RenderError, RenderWorker
 
 # Function URL and HTTP API (payload 2.0) events share one format, so one resolver serves both.
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -212,7 +212,7 @@ def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]
     except (RenderError, StorageError) as error:
         status, body = problem(error)
         record_failure(error_class(error))
-        if status >= 500 or isinstance(error, RendererFailed):
+        if status >= 500:
             raise
         return {"statusCode": status, **body}
 

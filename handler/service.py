@@ -8,6 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def video_key(video_id: str, scene_name: str) -> str:
 
 
 def _answer(
-    request: RenderRequest, storage: Storage, key: str, scene: str, cached: bool, timings: Timings
+    request: RenderRequest, storage: Storage, key: str, scene: str, cached: bool, timings: Timings, chunks: int = 1
 ) -> RenderResponse:
     return RenderResponse(
         s3_key=key,
@@ -39,6 +40,7 @@ def _answer(
         scene_name=scene,
         quality=request.quality,
         cached=cached,
+        chunks=chunks,
         timings=timings,
     )
 
@@ -77,6 +79,8 @@ def render_and_store(
         plan_started = time.monotonic()
         ranges = _chunk_ranges(request, scene, settings, worker, limits)
         plan_seconds = time.monotonic() - plan_started if ranges is not None else 0.0
+        # The plan spent part of the render's time; the render keeps to the same deadline.
+        limits = replace(limits, timeout_seconds=max(1.0, limits.timeout_seconds - plan_seconds))
         with tracer.provider.in_subsegment("render") as segment, _rendered(
             request, scene, limits, worker, storage, ranges, fan_out, lambda progress: stage("rendering", progress)
         ) as video:
@@ -98,9 +102,7 @@ def render_and_store(
         upload_seconds=round(upload_seconds, 3),
         total_seconds=round(time.monotonic() - started, 3),
     )
-    answer = _answer(request, storage, key, scene, cached=False, timings=timings)
-    answer.chunks = video.chunks
-    return answer
+    return _answer(request, storage, key, scene, cached=False, timings=timings, chunks=video.chunks)
 
 
 @contextlib.contextmanager

@@ -32,6 +32,7 @@ from render.sandbox import (
     descendants,
     die_with_parent,
     remove_tree,
+    signal_all,
 )
 
 _MAX_ENTRIES = 2048
@@ -68,7 +69,7 @@ class TexCache:
         try:
             answer = self._compile(request, deadline)
         finally:
-            _signal(frozen, signal.SIGCONT)
+            signal_all(frozen, signal.SIGCONT)
         if "svg" in answer:
             self._entries[key] = answer["svg"]
             if len(self._entries) > self._max_entries:
@@ -110,14 +111,6 @@ def _valid(request: dict[str, Any]) -> bool:
     )
 
 
-def _signal(pids: list[int], signum: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-
-
 def _freeze_descendants() -> list[int]:
     """Stop the job and every process it started (all of them are the worker's descendants,
     orphans included, since the worker is a subreaper), so none can touch the compiler's files."""
@@ -126,7 +119,7 @@ def _freeze_descendants() -> list[int]:
         running = [pid for pid in descendants(os.getpid()) if pid not in frozen]
         if not running:
             return frozen
-        _signal(running, signal.SIGSTOP)
+        signal_all(running, signal.SIGSTOP)
         frozen.extend(running)
 
 

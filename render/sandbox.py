@@ -145,7 +145,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _signal_all(pids: Iterable[int], signum: int) -> None:
+def signal_all(pids: Iterable[int], signum: int) -> None:
+    """Send `signum` to each of `pids` that is still there."""
     for pid in pids:
         try:
             os.kill(pid, signum)
@@ -175,8 +176,8 @@ def kill_descendants(pid: int, exclude: Iterable[int] = (), deadline_seconds: fl
     while time.monotonic() < deadline:
         alive = [child for child in descendants(pid) if child not in spared]
         if alive:
-            _signal_all(alive, signal.SIGSTOP)
-            _signal_all(alive, signal.SIGKILL)
+            signal_all(alive, signal.SIGSTOP)
+            signal_all(alive, signal.SIGKILL)
             killed.update(alive)
         elif not _zombie_children(spared):
             break
@@ -205,7 +206,7 @@ def kill_adopted_orphans(started_since: int, spared: Iterable[int] = ()) -> int:
     killed = 0
     for orphan in orphans:
         killed += kill_descendants(orphan, exclude=keep)
-        _signal_all([orphan], signal.SIGKILL)
+        signal_all([orphan], signal.SIGKILL)
         killed += 1
     reap_children(keep)
     return killed
