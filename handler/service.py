@@ -8,7 +8,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -76,21 +76,22 @@ def render_and_store(
     record_count("CacheMisses")
     try:
         stage("rendering", None)
-        plan_started = time.monotonic()
-        ranges = _chunk_ranges(request, scene, settings, worker, limits)
-        plan_seconds = time.monotonic() - plan_started if ranges is not None else 0.0
-        # The plan spent part of the render's time; the render keeps to the same deadline.
-        limits = replace(limits, timeout_seconds=max(1.0, limits.timeout_seconds - plan_seconds))
-        with tracer.provider.in_subsegment("render") as segment, _rendered(
-            request, scene, limits, worker, storage, ranges, fan_out, lambda progress: stage("rendering", progress)
-        ) as video:
-            segment.put_annotation("scene", scene)
-            logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
-            stage("uploading", None)
-            upload_started = time.monotonic()
-            with tracer.provider.in_subsegment("upload"):
-                storage.put_video(video.path, key)
-            upload_seconds = time.monotonic() - upload_started
+        with tempfile.TemporaryDirectory(prefix="plan-") as scratch:
+            plan_started = time.monotonic()
+            chunking = _chunking(request, scene, settings, worker, limits, Path(scratch))
+            plan_seconds = time.monotonic() - plan_started if request.chunks != 1 else 0.0
+            # The plan spent part of the render's time; the render keeps to the same deadline.
+            limits = replace(limits, timeout_seconds=max(1.0, limits.timeout_seconds - plan_seconds))
+            with tracer.provider.in_subsegment("render") as segment, _rendered(
+                request, scene, limits, worker, storage, chunking, fan_out, lambda progress: stage("rendering", progress)
+            ) as video:
+                segment.put_annotation("scene", scene)
+                logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
+                stage("uploading", None)
+                upload_started = time.monotonic()
+                with tracer.provider.in_subsegment("upload"):
+                    storage.put_video(video.path, key)
+                upload_seconds = time.monotonic() - upload_started
     finally:
         if request.cache:
             release_lease(storage, key)
@@ -105,6 +106,14 @@ def render_and_store(
     return _answer(request, storage, key, scene, cached=False, timings=timings, chunks=video.chunks)
 
 
+@dataclass(frozen=True)
+class _Chunking:
+    """How a render is split: its animation ranges, and the soundtrack for the joined video."""
+
+    ranges: list[tuple[int, int]]
+    soundtrack: Path | None
+
+
 @contextlib.contextmanager
 def _rendered(
     request: RenderRequest,
@@ -112,44 +121,43 @@ def _rendered(
     limits: RenderLimits,
     worker: RenderWorker,
     storage: Storage,
-    ranges: list[tuple[int, int]] | None,
+    chunking: _Chunking | None,
     fan_out: Invoke | None,
     on_progress: Callable[[dict[str, Any]], None],
 ) -> Iterator[RenderedVideo]:
     """The video, rendered whole or in chunks, here or fanned out; joined in one place."""
-    if not ranges or fan_out is None:
+    if chunking is None or fan_out is None:
         with worker.render(
             request.code_content,
             quality=request.quality,
             scene_name=scene,
             limits=limits,
             on_progress=on_progress,
-            ranges=ranges,
+            ranges=chunking and chunking.ranges,
+            soundtrack=chunking and chunking.soundtrack,
         ) as video:
             yield video
         return
     started = time.monotonic()
     deadline = started + limits.timeout_seconds
-    with render_fanned_out(request, ranges, storage, fan_out, deadline, on_progress) as pieces:
+    with render_fanned_out(request, chunking.ranges, storage, fan_out, deadline, on_progress) as pieces:
         with tempfile.TemporaryDirectory(prefix="joined-") as folder:
             joined = Path(folder) / f"{scene}.mp4"
-            join(pieces, joined)
-            yield RenderedVideo(joined, scene, request.quality, time.monotonic() - started, len(ranges))
+            join(pieces, joined, chunking.soundtrack)
+            yield RenderedVideo(joined, scene, request.quality, time.monotonic() - started, len(chunking.ranges))
 
 
-def _chunk_ranges(
-    request: RenderRequest, scene: str, settings: Settings, worker: RenderWorker, limits: RenderLimits
-) -> list[tuple[int, int]] | None:
-    """The animation ranges to render in parallel, or None to render whole: a plan pass says
-    how many frames each animation makes, and a scene too short to benefit, or with sound,
-    renders whole."""
+def _chunking(
+    request: RenderRequest, scene: str, settings: Settings, worker: RenderWorker, limits: RenderLimits, scratch: Path
+) -> _Chunking | None:
+    """How to split the render, or None to render whole: a plan pass says how many frames
+    each animation makes (and mixes the scene's sound into a soundtrack kept in `scratch`),
+    and a scene too short to benefit renders whole."""
     if request.chunks == 1:
         return None
-    plan = worker.plan(request.code_content, quality=request.quality, limits=limits, scene_name=scene)
-    if plan.has_sound:
-        return None  # chunks carry no sound: keep it by rendering whole
+    plan = worker.plan(request.code_content, quality=request.quality, limits=limits, scratch=scratch, scene_name=scene)
     chunks = choose_chunks(plan.frames, request.chunks, settings.max_chunks, FRAME_RATES[request.quality])
-    return split(plan.frames, chunks) if chunks > 1 else None
+    return _Chunking(split(plan.frames, chunks), plan.soundtrack) if chunks > 1 else None
 
 
 def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:

@@ -1,6 +1,7 @@
 """Inside a job's child: run the user's script through Manim's Python API and report.
 
-The report is `{"video": path}`, `{"limit": name}` when the script ran into one of its
+The report is `{"video": path}`, `{"plan": frames, "soundtrack": path or None}` for a
+planning pass, `{"limit": name}` when the script ran into one of its
 resource limits, or `{"error": {...}}` with the exception type, the line in the user's script
 and a traceback trimmed to the frames that help fix the script.
 """
@@ -86,7 +87,7 @@ RANDOM_SEED = 0
 
 def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any], reporter: _ProgressReporter) -> dict[str, Any]:
     """Execute the script as module `scene` and render the chosen scene, or the part of it
-    that `part` names: `{"mode": "whole"}`, `{"mode": "plan"}` (frame counts, no video), or
+    that `part` names: `{"mode": "whole"}`, `{"mode": "plan"}` (frame counts and soundtrack), or
     `{"mode": "range", "start": i, "end": j}` (animations i to j - 1 only)."""
     import numpy
     from manim import config, tempconfig
@@ -109,8 +110,9 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
             config.write_to_movie = False
         scene = module.__dict__[scene_name]()
         if part["mode"] == "plan":
-            plan = plan_scene(scene)
-            return {"plan": plan.frames, "sound": plan.has_sound}
+            Path(media_dir).mkdir(parents=True, exist_ok=True)
+            plan = plan_scene(scene, Path(media_dir) / "soundtrack.aac")
+            return {"plan": plan.frames, "soundtrack": plan.soundtrack and str(plan.soundtrack)}
         if part["mode"] == "range":
             config.output_file = f"part-{part['start']:05d}"
             config.max_inflight_encoders = 1  # the chunks themselves share the cores

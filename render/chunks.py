@@ -58,46 +58,64 @@ def without_drawing(renderer: Any) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a planning pass found: each animation's frame count, and whether the scene adds
-    sound (chunks carry no sound, so such a scene renders whole)."""
+    """What a planning pass found: each animation's frame count, and the scene's soundtrack
+    (an AAC file, or None for a silent scene). Chunks carry no sound; the soundtrack is added
+    once to the joined video."""
 
     frames: list[int]
-    has_sound: bool
+    soundtrack: Path | None = None
 
 
-def plan_scene(scene: Any) -> Plan:
+def plan_scene(scene: Any, soundtrack: Path) -> Plan:
     """Run the scene as Manim's own skipping does (each animation advanced in one step, nothing
     drawn or encoded) and count the frames each animation (each `play` and `wait`) would make
     in a whole render, by Manim's own rule: one per frame time in `[0, run_time)`, or for a
-    static wait, `int(duration / dt)`.
+    static wait, `int(duration / dt)`. Sounds the scene adds are mixed as a whole render mixes
+    them, at the time a whole render would have reached, and written to `soundtrack`.
 
     Skipping is fine here, where only counts matter: ranges are rendered exactly however the
     plan balanced them. (A `wait_until` whose length depends on the scene's state is counted
     at its maximum.)"""
     renderer = scene.renderer
-    frame_rate = renderer.camera.frame_rate
+    writer = renderer.file_writer
+    dt = 1 / renderer.camera.frame_rate
     frames: list[int] = []
+    clock = 0.0  # `renderer.time` in a whole render, advanced by the same additions
     original_play = renderer.play
 
     def counting_play(*args: Any, **kwargs: Any) -> None:
+        nonlocal clock
         renderer._original_skipping_status = True
         original_play(*args, **kwargs)
         if scene.is_current_animation_frozen_frame():
-            frames.append(int(scene.duration / (1 / frame_rate)))
+            frames.append(int(scene.duration / dt))
+            clock += frames[-1] * dt
         else:
-            frames.append(len(np.arange(0, scene.duration, 1 / frame_rate)))
+            frames.append(len(np.arange(0, scene.duration, dt)))
+            for _ in range(frames[-1]):
+                clock += dt
 
-    sounds: list[Any] = []
-    original_add_sound = scene.add_sound
-
-    def noting_add_sound(*args: Any, **kwargs: Any) -> None:
-        sounds.append(args)
-        original_add_sound(*args, **kwargs)
+    def timed_add_sound(sound_file: str, time_offset: float = 0, gain: float | None = None, **kwargs: Any) -> None:
+        writer.add_sound(sound_file, clock + time_offset, gain, **kwargs)  # skipping would drop it
 
     renderer.play = counting_play
-    scene.add_sound = noting_add_sound
+    scene.add_sound = timed_add_sound
     scene.render()
-    return Plan(frames, bool(sounds))
+    if not writer.includes_sound:
+        return Plan(frames)
+    _write_soundtrack(writer, soundtrack)
+    return Plan(frames, soundtrack)
+
+
+def _write_soundtrack(writer: Any, target: Path) -> None:
+    """Export the mixed sound as Manim's own `combine_to_movie` does: WAV, then AAC."""
+    from manim.scene.scene_file_writer import AudioSegment, convert_audio
+
+    wav = target.with_suffix(".wav")
+    writer.add_audio_segment(AudioSegment.silent(0))
+    writer.audio_segment.export(wav, format="wav", bitrate="312k")
+    convert_audio(wav, target, "aac")
+    wav.unlink()
 
 
 def limit_to_range(scene: Any, start: int, end: int) -> None:
@@ -108,6 +126,7 @@ def limit_to_range(scene: Any, start: int, end: int) -> None:
     renderer = scene.renderer
     original_play = renderer.play
     renderer.drawn_from = None  # (time, animation) where drawing began, for progress reports
+    scene.add_sound = lambda *args, **kwargs: None  # the plan made the soundtrack for the joined video
 
     def ranged_play(*args: Any, **kwargs: Any) -> None:
         index = renderer.num_plays
@@ -156,25 +175,33 @@ def split(frames: list[int], chunks: int) -> list[tuple[int, int]]:
     return list(zip(starts, starts[1:] + [len(frames)], strict=True))
 
 
-def join(parts: list[Path], output: Path) -> None:
+def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> None:
     """Concatenate MP4 chunks into one by stream copy (no re-encoding): packets are copied
-    with their timestamps shifted past the previous chunks."""
-    with av.open(str(output), "w", format="mp4") as target:
+    with their timestamps shifted past the previous chunks. A soundtrack (from the plan) is
+    copied in as the audio stream, as a whole render adds its sound."""
+    with contextlib.ExitStack() as stack:
+        target = stack.enter_context(av.open(str(output), "w", format="mp4"))
         with av.open(str(parts[0])) as first:
-            source_stream = first.streams.video[0]
-            stream = target.add_stream_from_template(source_stream)
+            video = target.add_stream_from_template(first.streams.video[0])
+        if soundtrack is not None:
+            sound = stack.enter_context(av.open(str(soundtrack)))
+            audio = target.add_stream_from_template(sound.streams.audio[0])
         offset = 0
         for part in parts:
             with av.open(str(part)) as source:
-                video = source.streams.video[0]
                 last_end = offset
-                for packet in source.demux(video):
+                for packet in source.demux(source.streams.video[0]):
                     if packet.dts is None:
                         continue
                     end = packet.pts + (packet.duration or 0)
                     packet.pts += offset
                     packet.dts += offset
                     last_end = max(last_end, end + offset)
-                    packet.stream = stream
+                    packet.stream = video
                     target.mux(packet)
                 offset = last_end
+        if soundtrack is not None:
+            for packet in sound.demux(sound.streams.audio[0]):
+                if packet.dts is not None:
+                    packet.stream = audio
+                    target.mux(packet)

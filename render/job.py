@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -213,16 +214,22 @@ class RenderWorker:
         job = {"root": str(root), "scene": scene, "quality": QUALITY_FLAGS[quality], "limits": asdict(limits), "parts": parts}
         return self._run(job, limits.timeout_seconds, on_progress or (lambda _progress: None))["parts"]
 
-    def plan(self, code: str, *, quality: str, limits: RenderLimits, scene_name: str | None = None) -> Plan:
-        """The frame count of each animation of the scene (and whether it adds sound), found
-        without drawing or encoding."""
+    def plan(self, code: str, *, quality: str, limits: RenderLimits, scratch: Path, scene_name: str | None = None) -> Plan:
+        """The frame count of each animation of the scene, found without drawing or encoding,
+        and its soundtrack, if it adds sound, copied into the caller's folder `scratch`."""
         scene = choose_scene(code, scene_name)
         with self._job_folder(code) as root:
             (outcome,) = self._parts(root, scene, quality, limits, [{"mode": "plan"}], None)
-            if outcome.get("kind") == "plan":
-                return Plan([int(frames) for frames in outcome["frames"]], bool(outcome.get("sound")))
-            _video(outcome, root / "work", limits)  # raises the error the outcome describes
-            raise RendererFailed("The plan pass returned no plan.")
+            if outcome.get("kind") != "plan":
+                _video(outcome, root / "work", limits)  # raises the error the outcome describes
+                raise RendererFailed("The plan pass returned no plan.")
+            frames = [int(frames) for frames in outcome["frames"]]
+            if not outcome.get("soundtrack"):
+                return Plan(frames)
+            soundtrack = _job_file(outcome["soundtrack"], root / "work", "its soundtrack", "NoSoundtrack")
+            kept = scratch / "soundtrack.aac"
+            shutil.copyfile(soundtrack, kept)
+            return Plan(frames, kept)
 
     @contextmanager
     def render(
@@ -234,11 +241,13 @@ class RenderWorker:
         scene_name: str | None = None,
         on_progress: ProgressCallback | None = None,
         ranges: list[tuple[int, int]] | None = None,
+        soundtrack: Path | None = None,
     ) -> Iterator[RenderedVideo]:
         """Render `code`'s scene and yield the video; the job folder is removed when the block ends.
 
         With `ranges` (from `render.chunks.split`), each range of animations renders in its own
-        child, all in parallel, and the pieces are joined by stream copy. `on_progress` is told,
+        child, all in parallel, and the pieces are joined by stream copy, with the plan's
+        `soundtrack` as their sound. `on_progress` is told,
         while the scene renders, how many animations have played and how many frames they made.
         Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
         ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
@@ -257,19 +266,25 @@ class RenderWorker:
             videos = [_video(outcome, root / "work", limits) for outcome in outcomes]
             if len(videos) > 1:
                 joined = root / "work" / f"{scene}.mp4"
-                join(videos, joined)
+                join(videos, joined, soundtrack)
                 videos = [joined]
             yield RenderedVideo(videos[0], scene, quality, time.monotonic() - started, len(parts))
+
+
+def _job_file(reported: str, workspace: Path, what: str, error_type: str) -> Path:
+    """A file the job reports having written, if it is one inside its workspace (the job's
+    processes are gone by now, so it cannot be swapped afterwards)."""
+    path = Path(reported).resolve()
+    if path.is_file() and path.is_relative_to(workspace.resolve()):
+        return path
+    raise ScriptError(f"The render finished without writing {what}.", error_type=error_type)
 
 
 def _video(outcome: dict[str, Any], workspace: Path, limits: RenderLimits) -> Path:
     """The video the worker reports, or the error its outcome describes."""
     kind = outcome.get("kind")
     if kind == "video":
-        video = Path(outcome["video"]).resolve()
-        if video.is_file() and video.is_relative_to(workspace.resolve()):
-            return video
-        raise ScriptError("The render finished without writing a video.", error_type="NoVideo")
+        return _job_file(outcome["video"], workspace, "a video", "NoVideo")
     if kind == "script_error":
         raise ScriptError(
             outcome["message"], error_type=outcome["type"], line=outcome.get("line"), traceback=outcome.get("traceback")

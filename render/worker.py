@@ -218,7 +218,7 @@ def _outcome(status: int | None, report: dict | None, limits: RenderLimits, outp
     if report is not None and "video" in report:
         return {"kind": "video", "video": report["video"]}
     if report is not None and "plan" in report:
-        return {"kind": "plan", "frames": report["plan"], "sound": bool(report.get("sound"))}
+        return {"kind": "plan", "frames": report["plan"], "soundtrack": report.get("soundtrack")}
     if report is not None and "limit" in report:
         return {"kind": "limit", "limit": report["limit"]}
     if report is not None and "error" in report:

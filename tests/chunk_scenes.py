@@ -119,3 +119,27 @@ SCENES = {
     "moving-camera": (MOVING_CAMERA, "Pan"),
     "three-d-ambient-rotation": (THREE_D_AMBIENT, "Orbit"),
 }
+
+# Sounds at times that only frame-by-frame stepping reaches exactly (chunks carry none; the
+# plan mixes them for the joined video).
+BEEPS = """\
+import math, struct, wave
+from manim import *
+
+with wave.open("beep.wav", "wb") as out:
+    out.setnchannels(1)
+    out.setsampwidth(2)
+    out.setframerate(8000)
+    out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 5))) for i in range(4000)))
+
+
+class Beeps(Scene):
+    def construct(self):
+        dot = Dot().add_updater(lambda m, dt: m.shift(RIGHT * dt))
+        self.add(dot)
+        for step in range(4):
+            self.add_sound("beep.wav", time_offset=0.1 * step)
+            self.play(Create(Circle().shift(UP * step)), run_time=0.7 + step / 3)
+            self.wait(0.4)
+        self.add_sound("beep.wav", gain=-6)
+"""

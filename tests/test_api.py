@@ -4,12 +4,14 @@ import base64
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from tests import scripts
-from tests.video import decode
+from tests.chunk_scenes import BEEPS, SCENES
+from tests.video import decode, decode_sound
 
 EVENTS = Path(__file__).parent.parent / "events"
 
@@ -175,7 +177,6 @@ def test_chunks_render_the_same_video_in_parts(local_store):
     status, chunked = post_render({"codeContent": code, "sceneName": "Long", "quality": "-ql", "cache": False, "chunks": 2})
     # "Long" is one animation: it cannot be split, so it renders whole.
     assert (status, chunked["chunks"], whole["chunks"]) == (200, 1, 1)
-    from tests.chunk_scenes import SCENES
 
     code, scene = SCENES["updater-dt"]
     status, whole = post_render({"codeContent": code, "quality": "-ql"})
@@ -193,29 +194,15 @@ def test_bad_chunk_counts_are_400(chunks):
     assert status == 400 and body["errors"][0]["loc"][:2] == ["body", "chunks"]
 
 
-SOUND_SCENE = """\
-import math, struct, wave
-from manim import *
-
-with wave.open("beep.wav", "wb") as out:
-    out.setnchannels(1)
-    out.setsampwidth(2)
-    out.setframerate(8000)
-    out.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i / 5))) for i in range(8000 * 3)))
-
-
-class Beeps(Scene):
-    def construct(self):
-        for step in range(3):
-            self.add_sound("beep.wav")
-            self.play(Create(Circle().shift(RIGHT * step)), run_time=1)
-"""
-
-
-def test_a_scene_with_sound_renders_whole_and_keeps_it(local_store):
-    import av
-
-    status, body = post_render({"codeContent": SOUND_SCENE, "quality": "-ql", "chunks": 2, "cache": False})
-    assert (status, body["chunks"]) == (200, 1), body
-    with av.open(str(local_store / body["s3Key"])) as video:
-        assert video.streams.audio, "the sound was lost"
+def test_a_chunked_scene_keeps_its_sound_as_a_whole_render_places_it(local_store):
+    body = {"codeContent": BEEPS, "quality": "-ql", "cache": False}
+    _, whole = post_render(body)
+    whole_sound = decode_sound(local_store / whole["s3Key"])
+    whole_frames = len(decode(local_store / whole["s3Key"]).frames)
+    status, chunked = post_render({**body, "chunks": 3})  # the same key: it replaces the whole render
+    assert (status, chunked["chunks"]) == (200, 3), chunked
+    chunked_sound = decode_sound(local_store / chunked["s3Key"])
+    assert whole_sound is not None and chunked_sound is not None, "the sound was lost"
+    assert np.abs(whole_sound).max() > 0.1  # the beeps are audible
+    np.testing.assert_array_equal(chunked_sound, whole_sound)  # same beeps, same times, same mix
+    assert len(decode(local_store / chunked["s3Key"]).frames) == whole_frames

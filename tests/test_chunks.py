@@ -22,8 +22,8 @@ def test_chunked_equals_whole_frame_for_frame(worker, tmp_path, name, chunks):
     code, scene = SCENES[name]
     with worker.render(code, quality="-ql", limits=LIMITS, scene_name=scene) as video:
         whole = decode(video.path)
-    plan = worker.plan(code, quality="-ql", limits=LIMITS, scene_name=scene)
-    assert not plan.has_sound
+    plan = worker.plan(code, quality="-ql", limits=LIMITS, scratch=tmp_path, scene_name=scene)
+    assert plan.soundtrack is None
     frames = plan.frames
     assert sum(frames) == len(whole.frames)
     ranges = split(frames, chunks)
@@ -59,10 +59,10 @@ def test_auto_chooses_from_the_plan_and_the_limit():
     assert choose_chunks([15] * 4, 10, max_chunks=8, frame_rate=15) == 4  # one animation per chunk at most
 
 
-def test_a_script_error_in_a_chunk_fails_the_render_with_that_error(worker):
+def test_a_script_error_in_a_chunk_fails_the_render_with_that_error(worker, tmp_path):
     code = SCENES["updater-dt"][0].replace("self.wait(0.5)", "self.wait(0.5)\n        undefined_name")
     with pytest.raises(ScriptError) as planned:
-        worker.plan(code, quality="-ql", limits=LIMITS, scene_name="Spinner")  # planning runs construct
+        worker.plan(code, quality="-ql", limits=LIMITS, scratch=tmp_path, scene_name="Spinner")  # planning runs construct
     with pytest.raises(ScriptError) as rendered:
         with worker.render(code, quality="-ql", limits=LIMITS, scene_name="Spinner", ranges=[(0, 2), (2, 5)]):
             pass

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from tests import scripts
-from tests.chunk_scenes import SCENES
+from tests.chunk_scenes import BEEPS, SCENES
 from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
 from tests.test_chunks import psnr
 from tests.test_lambda_runtime import dockerfile_handler, function_env
-from tests.video import decode
+from tests.video import decode, decode_sound
 
 ENVIRONMENTS = 3
 
@@ -58,6 +58,18 @@ def test_fanned_out_chunks_join_into_the_whole_render(functions, service, s3_ser
     assert min(psnr(a, b) for a, b in zip(expected.frames, got.frames, strict=True)) >= 50
     left = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0)
     assert left == 0  # every piece removed
+
+
+def test_fanned_out_chunks_get_the_sound_of_a_whole_render(functions, s3_server, bucket, tmp_path):
+    coordinator = functions[0]
+    whole = coordinator.invoke({"codeContent": BEEPS, "quality": "-ql", "cache": False})
+    fetch(s3_server, bucket, whole["s3Key"], tmp_path / "whole.mp4")
+    chunked = coordinator.invoke({"codeContent": BEEPS, "quality": "-ql", "cache": False, "chunks": 3})
+    assert chunked.get("chunks") == 3, chunked
+    fetch(s3_server, bucket, chunked["s3Key"], tmp_path / "chunked.mp4")
+    expected = decode_sound(tmp_path / "whole.mp4")
+    assert expected is not None
+    np.testing.assert_array_equal(decode_sound(tmp_path / "chunked.mp4"), expected)
 
 
 def test_a_script_error_fails_a_chunked_render_as_it_fails_a_whole_one(functions):

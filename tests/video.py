@@ -32,3 +32,12 @@ def decode(path: Path) -> DecodedVideo:
         assert stream.codec_context.name == "h264", stream.codec_context.name
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
         return DecodedVideo(stream.codec_context.width, stream.codec_context.height, float(stream.average_rate), frames)
+
+
+def decode_sound(path: Path) -> np.ndarray | None:
+    """The video's sound as one array of samples, or None if it has no audio stream."""
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return None
+        stream = container.streams.audio[0]
+        return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(stream)])
