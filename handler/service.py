@@ -19,7 +19,7 @@ from handler.observability import logger, record_count, record_seconds, tracer
 from handler.settings import Settings
 from handler.storage import Storage
 from render import FRAME_RATES, RenderedVideo, RenderLimits, RenderWorker, choose_scene
-from render.chunks import choose_chunks, join, split
+from render.chunks import Plan, choose_chunks, join, split
 
 # Told each stage as it starts ("rendering", "uploading"), with progress while rendering.
 StageCallback = Callable[[str, dict[str, Any] | None], None]
@@ -108,10 +108,10 @@ def render_and_store(
 
 @dataclass(frozen=True)
 class _Chunking:
-    """How a render is split: its animation ranges, and the soundtrack for the joined video."""
+    """How a render is split: the plan (frames and soundtrack), and the animation ranges."""
 
+    plan: Plan
     ranges: list[tuple[int, int]]
-    soundtrack: Path | None
 
 
 @contextlib.contextmanager
@@ -134,16 +134,16 @@ def _rendered(
             limits=limits,
             on_progress=on_progress,
             ranges=chunking and chunking.ranges,
-            soundtrack=chunking and chunking.soundtrack,
+            soundtrack=chunking and chunking.plan.soundtrack,
         ) as video:
             yield video
         return
     started = time.monotonic()
     deadline = started + limits.timeout_seconds
-    with render_fanned_out(request, chunking.ranges, storage, fan_out, deadline, on_progress) as pieces:
+    with render_fanned_out(request, chunking.ranges, chunking.plan.frames, storage, fan_out, deadline, on_progress) as pieces:
         with tempfile.TemporaryDirectory(prefix="joined-") as folder:
             joined = Path(folder) / f"{scene}.mp4"
-            join(pieces, joined, chunking.soundtrack)
+            join(pieces, joined, chunking.plan.soundtrack)
             yield RenderedVideo(joined, scene, request.quality, time.monotonic() - started, len(chunking.ranges))
 
 
@@ -157,7 +157,7 @@ def _chunking(
         return None
     plan = worker.plan(request.code_content, quality=request.quality, limits=limits, scratch=scratch, scene_name=scene)
     chunks = choose_chunks(plan.frames, request.chunks, settings.max_chunks, FRAME_RATES[request.quality])
-    return _Chunking(split(plan.frames, chunks), plan.soundtrack) if chunks > 1 else None
+    return _Chunking(plan, split(plan.frames, chunks)) if chunks > 1 else None
 
 
 def _cache_hit(request: RenderRequest, storage: Storage, key: str, scene: str, started: float) -> RenderResponse:
