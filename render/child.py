@@ -66,7 +66,7 @@ def describe_exception(error: BaseException, script: str) -> dict[str, Any]:
     }
 
 
-def _apply_job_config(config: Any, media_dir: str) -> None:
+def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
     """Settings the job needs whatever the script sets: output inside the job, no extras."""
     config.media_dir = media_dir
     config.disable_caching = True  # a job renders once; Manim's partial-movie cache only costs
@@ -76,8 +76,9 @@ def _apply_job_config(config: Any, media_dir: str) -> None:
     config.preview = False
     config.progress_bar = "none"
     config.notify_outdated_version = False
-    # Encode one animation's segment while the next renders, as far as the cores allow.
-    config.max_inflight_encoders = max(1, min(4, os.cpu_count() or 1))
+    # Encode one animation's segment while the next renders, as far as this part's share of
+    # the cores allows (the parts of a chunked job render side by side).
+    config.max_inflight_encoders = max(1, min(4, (os.cpu_count() or 1) // siblings))
 
 
 # Every render seeds Python's and NumPy's generators alike, so random colours and positions
@@ -97,7 +98,7 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
     code = Path(script).read_text(encoding="utf-8")
     media_dir = str(Path(script).parent / part.get("media", "media"))
     with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
-        _apply_job_config(config, media_dir)
+        _apply_job_config(config, media_dir, part.get("parts", 1))
         config.input_file = script
         random.seed(RANDOM_SEED)
         numpy.random.seed(RANDOM_SEED)
@@ -105,7 +106,7 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
         module.__file__ = script
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
-        _apply_job_config(config, media_dir)  # the script may have moved the output elsewhere
+        _apply_job_config(config, media_dir, part.get("parts", 1))  # the script may have moved it
         if part["mode"] == "plan":
             config.write_to_movie = False
         scene = module.__dict__[scene_name]()
@@ -115,7 +116,6 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
             return {"plan": plan.frames, "soundtrack": plan.soundtrack and str(plan.soundtrack)}
         if part["mode"] == "range":
             config.output_file = f"part-{part['start']:05d}"
-            config.max_inflight_encoders = 1  # the chunks themselves share the cores
             limit_to_range(scene, part["start"], part["end"])
         reporter.scene = scene
         reporter.start()

@@ -84,6 +84,11 @@ class RenderWorker:
         self._started_at = 0
         self._home = work_dir
 
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs (its jobs are its children)."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         """Start the worker and wait until Manim is imported (idempotent)."""
         with self._lock:

@@ -81,7 +81,7 @@ class Worker:
         children: list[_Child] = []
         try:
             for index, part in enumerate(parts):
-                children.append(self._start(job, part, index, limits))
+                children.append(self._start(job, {**part, "parts": len(parts)}, index, limits))
             self._supervise(children, deadline)
         finally:
             for child in children:

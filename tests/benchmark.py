@@ -21,8 +21,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
+from render import RenderLimits, RenderWorker
+from render.chunks import join, split
 from tests.services import free_ports, lambda_runtime, readable_tempdir, stage_task_root
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -120,6 +123,60 @@ def chunk_figures(base: str, runs: int) -> None:
         print(f"{'':30} {whole / frames * 1000:.1f} ms a frame whole; plan {plan / whole:.0%} of a whole render")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of the children it has reaped (the worker and its jobs)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _timed(worker: RenderWorker, action: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the worker and its jobs) that `action` takes."""
+    assert worker.pid is not None
+    cpu, started = _cpu_seconds(worker.pid), time.perf_counter()
+    action()
+    return time.perf_counter() - started, _cpu_seconds(worker.pid) - cpu
+
+
+def chunk_cost_figures(runs: int) -> None:
+    """Where a chunked render's time goes, with the warm worker called directly: the whole
+    render's CPU against its wall time (how many cores it already keeps busy), 2 chunks in
+    parallel here, and each chunk alone, as each runs on Lambda in an environment of its own."""
+    work = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    worker = RenderWorker(work)
+    worker.start()
+    limits = RenderLimits(timeout_seconds=600)
+    print(f"\n{'15 s scene, worker only':24} {'whole (s)':>10} {'cores':>6} {'2 here (s)':>11} {'each alone (s)':>15}"
+          f" {'join (s)':>9} {'own envs (s)':>13} {'ratio':>6}")
+    try:
+        for quality in ("-ql", "-qm"):
+            def render(ranges: list[tuple[int, int]] | None = None, keep: Path | None = None) -> None:
+                with worker.render(LONG, quality=quality, limits=limits, ranges=ranges) as video:
+                    if keep is not None:
+                        shutil.copyfile(video.path, keep)
+
+            with tempfile.TemporaryDirectory(prefix="bench-chunks-") as folder:
+                plan_seconds, _ = _timed(worker, lambda: worker.plan(LONG, quality=quality, limits=limits, scratch=Path(folder)))
+                ranges = split(worker.plan(LONG, quality=quality, limits=limits, scratch=Path(folder)).frames, 2)
+                whole = [_timed(worker, render) for _ in range(runs)]
+                wall, cpu = statistics.median(w for w, _ in whole), statistics.median(c for _, c in whole)
+                here = statistics.median(_timed(worker, lambda: render(ranges))[0] for _ in range(runs))
+                pieces = [Path(folder) / f"{index}.mp4" for index in range(len(ranges))]
+                alone = [
+                    statistics.median(_timed(worker, lambda: render([piece_range], piece))[0] for _ in range(runs))
+                    for piece_range, piece in zip(ranges, pieces, strict=True)
+                ]
+                started = time.perf_counter()
+                join(pieces, Path(folder) / "joined.mp4")
+                join_seconds = time.perf_counter() - started
+            own = plan_seconds + max(alone) + join_seconds
+            print(f"{quality:24} {wall:10.2f} {cpu / wall:6.2f} {here:11.2f} {' + '.join(f'{a:.2f}' for a in alone):>15}"
+                  f" {join_seconds:9.2f} {own:13.2f} {own / wall:6.2f}")
+    finally:
+        worker.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print("cores: CPU seconds per wall second of the whole render; own envs: plan + slowest chunk alone + join.")
+
+
 def cache_and_status_figures(base: str, runs: int) -> None:
     """A cache hit's latency against a render's, and a status poll's latency."""
     render = {"codeContent": SHORT, "quality": "-ql"}
@@ -198,6 +255,7 @@ def main() -> int:
             print(f"{label:30} {cli:8.2f} {service:12.2f} {first:15.2f} {ratio:6.2f} {goal:6.2f} {verdict}")
         cache_and_status_figures(f"http://127.0.0.1:{port}", runs)
         chunk_figures(f"http://127.0.0.1:{port}", max(1, runs // 2))
+        chunk_cost_figures(max(1, runs // 2))
     finally:
         server.terminate()
         server.wait(timeout=30)
