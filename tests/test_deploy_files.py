@@ -236,3 +236,22 @@ def test_jobs_invoke_the_function_itself_without_retries(template: dict, functio
     (statement,) = invoke["PolicyDocument"]["Statement"]
     assert statement["Action"] == "lambda:InvokeFunction"
     assert statement["Resource"]["Fn::Sub"].endswith(":function:" + name)
+
+
+def test_every_environment_setting_is_one_the_function_reads(function: dict) -> None:
+    from handler.settings import Settings
+
+    known = {field.alias for field in Settings.model_fields.values()}
+    variables = function["Properties"]["Environment"]["Variables"]
+    unknown = {name for name in variables if not name.startswith("POWERTOOLS_")} - known
+    assert not unknown, f"set by the template but read by nothing: {unknown}"
+
+
+def test_chunk_parameter_bounds_match_the_setting(template: dict) -> None:
+    from handler.settings import Settings
+
+    parameter = template["Parameters"]["MaxChunks"]
+    field = Settings.model_fields["max_chunks"]
+    bounds = {type(rule).__name__: rule for rule in field.metadata}
+    assert int(parameter["Default"]) == field.default
+    assert (int(parameter["MinValue"]), int(parameter["MaxValue"])) == (bounds["Ge"].ge, bounds["Le"].le)
