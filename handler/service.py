@@ -19,7 +19,7 @@ from handler.observability import logger, record_count, record_seconds, tracer
 from handler.settings import Settings
 from handler.storage import Storage
 from render import FRAME_RATES, RenderedVideo, RenderLimits, RenderWorker, choose_scene
-from render.chunks import Plan, choose_chunks, join, split
+from render.chunks import Plan, choose_chunks, split
 
 # Told each stage as it starts ("rendering", "uploading"), with progress while rendering.
 StageCallback = Callable[[str, dict[str, Any] | None], None]
@@ -141,9 +141,10 @@ def _rendered(
     started = time.monotonic()
     deadline = started + limits.timeout_seconds
     with render_fanned_out(request, chunking.ranges, chunking.plan.frames, storage, fan_out, deadline, on_progress) as pieces:
-        with tempfile.TemporaryDirectory(prefix="joined-") as folder:
-            joined = Path(folder) / f"{scene}.mp4"
-            join(pieces, joined, chunking.plan.soundtrack)
+        remaining = replace(limits, timeout_seconds=max(1.0, deadline - time.monotonic()))
+        with worker.join(
+            pieces, scene_name=scene, quality=request.quality, limits=remaining, soundtrack=chunking.plan.soundtrack
+        ) as joined:
             yield RenderedVideo(joined, scene, request.quality, time.monotonic() - started, len(chunking.ranges))
 
 

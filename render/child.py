@@ -167,12 +167,25 @@ class _ProgressReporter(threading.Thread):
                 last = progress
 
 
+def join_pieces(workspace: Path, part: dict[str, Any]) -> dict[str, Any]:
+    """Join the chunks' pieces named by `part` (`{"mode": "join", ...}`) into one video, with
+    the plan's soundtrack if there is one."""
+    from render.chunks import join
+
+    output = workspace / part["output"]
+    soundtrack = workspace / part["soundtrack"] if part.get("soundtrack") else None
+    join([workspace / piece for piece in part["pieces"]], output, soundtrack)
+    return {"video": str(output)}
+
+
 def render_job(job: dict[str, Any], part: dict[str, Any], channel: Any) -> dict[str, Any]:
-    """Render the job's scene (or the part of it asked for); describe the video or plan, the
-    limit hit, or the script's error."""
+    """Render the job's scene (or the part of it asked for), or join pieces; describe the
+    video or plan, the limit hit, or the error."""
     script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
     reporter = _ProgressReporter(channel)
     try:
+        if part["mode"] == "join":
+            return join_pieces(Path(job["root"]) / "work", part)
         return render_scene(script, job["scene"], job["quality"], part, reporter)
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)

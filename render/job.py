@@ -20,12 +20,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from render.child import SCRIPT_NAME
-from render.chunks import Plan, join
+from render.chunks import Plan
 from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, strip_ansi
 from render.sandbox import (
     RenderLimits,
@@ -193,14 +193,15 @@ class RenderWorker:
             return reply["result"]
 
     @contextmanager
-    def _job_folder(self, code: str) -> Iterator[Path]:
-        """A fresh job folder holding the script in `work/`, removed when the block ends."""
+    def _job_folder(self, code: str | None) -> Iterator[Path]:
+        """A fresh job folder holding the script (if any) in `work/`, removed when the block ends."""
         jobs = self.work_dir / "jobs"
         jobs.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="job-", dir=jobs))
         try:
             (root / "work").mkdir()
-            (root / "work" / SCRIPT_NAME).write_text(code, encoding="utf-8")
+            if code is not None:
+                (root / "work" / SCRIPT_NAME).write_text(code, encoding="utf-8")
             yield root
         finally:
             remove_tree(root)
@@ -270,10 +271,36 @@ class RenderWorker:
             outcomes = self._parts(root, scene, quality, limits, parts, on_progress)
             videos = [_video(outcome, root / "work", limits) for outcome in outcomes]
             if len(videos) > 1:
-                joined = root / "work" / f"{scene}.mp4"
-                join(videos, joined, soundtrack)
-                videos = [joined]
+                remaining = replace(limits, timeout_seconds=max(1.0, limits.timeout_seconds - (time.monotonic() - started)))
+                videos = [self._join_in(root, videos, soundtrack, scene, quality, remaining)]
             yield RenderedVideo(videos[0], scene, quality, time.monotonic() - started, len(parts))
+
+    @contextmanager
+    def join(
+        self, pieces: list[Path], *, scene_name: str, quality: str, limits: RenderLimits, soundtrack: Path | None = None
+    ) -> Iterator[Path]:
+        """Join video pieces (from chunks rendered elsewhere) into one, with the plan's
+        soundtrack, in a job of its own; the joined video is valid until the block ends."""
+        with self._job_folder(None) as root:
+            copies = []
+            for index, piece in enumerate(pieces):
+                copies.append(root / "work" / f"piece-{index}.mp4")
+                shutil.copyfile(piece, copies[-1])
+            yield self._join_in(root, copies, soundtrack, scene_name, quality, limits)
+
+    def _join_in(
+        self, root: Path, pieces: list[Path], soundtrack: Path | None, scene: str, quality: str, limits: RenderLimits
+    ) -> Path:
+        """Join pieces inside job folder `root` in a contained child: the pieces were written
+        by a script, so only a process without credentials parses them."""
+        workspace = root / "work"
+        pieces_named = [str(piece.resolve().relative_to(workspace.resolve())) for piece in pieces]
+        part: dict[str, Any] = {"mode": "join", "pieces": pieces_named, "output": f"{scene}.mp4"}
+        if soundtrack is not None:
+            shutil.copyfile(soundtrack, workspace / "soundtrack.aac")
+            part["soundtrack"] = "soundtrack.aac"
+        (outcome,) = self._parts(root, scene, quality, limits, [part], None)
+        return _video(outcome, workspace, limits)
 
 
 def _job_file(reported: str, workspace: Path, what: str, error_type: str) -> Path:

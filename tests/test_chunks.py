@@ -68,3 +68,43 @@ def test_a_script_error_in_a_chunk_fails_the_render_with_that_error(worker, tmp_
             pass
     for caught in (planned, rendered):
         assert (caught.value.error_type, caught.value.line) == ("NameError", 13)
+
+
+FORGED_PIECES = """\
+from pathlib import Path
+from manim import *
+from manim.scene.scene_file_writer import SceneFileWriter
+
+combine = SceneFileWriter.combine_to_movie
+
+
+def forge(writer):
+    combine(writer)
+    Path(writer.movie_file_path).write_bytes(b"not a video, but crafted to look like one" * 100)
+
+
+SceneFileWriter.combine_to_movie = forge
+
+
+class Forger(Scene):
+    def construct(self):
+        self.play(Create(Circle()), run_time=0.5)
+        self.play(Create(Square()), run_time=0.5)
+"""
+
+
+def test_pieces_a_script_forged_are_parsed_only_in_a_contained_job(worker, tmp_path):
+    # The join reads what scripts wrote, so it runs in a job without credentials, and a
+    # forged piece is the script's error (422), not a fault of the handler.
+    with pytest.raises(ScriptError) as caught:
+        with worker.render(FORGED_PIECES, quality="-ql", limits=LIMITS, ranges=[(0, 1), (1, 2)]):
+            pass
+    assert caught.value.error_type == "InvalidDataError"
+    forged = tmp_path / "forged.mp4"
+    forged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 4000)
+    with pytest.raises(ScriptError):
+        with worker.join([forged, forged], scene_name="Forger", quality="-ql", limits=LIMITS):
+            pass
+    code, scene = SCENES["updater-dt"]
+    with worker.render(code, quality="-ql", limits=LIMITS, ranges=[(0, 2), (2, 5)]) as video:
+        assert len(decode(video.path).frames) > 0  # the worker goes on serving
