@@ -2,9 +2,10 @@
 
 The coordinating invocation plans and splits (handler.service), then asks one invocation per
 range to render it; each uploads its piece under `jobs/chunks-<group>/` and keeps a marker
-there saying how far it has got (`{"progress": ...}`) and at the end how it went (`{"ok": ...}`). The coordinator waits for the markers, retries a piece that failed for a
+there saying how far it has got (`{"progress": ...}`) and at the end how it went
+(`{"ok": ...}`). The coordinator waits for the markers, retries a piece that failed for a
 reason of ours once, fails as a whole render would on a script's error, gives up before its
-own timeout, downloads the pieces for render.chunks.join, and removes every piece.
+own timeout, downloads the pieces for the worker to join, and removes every piece.
 """
 
 from __future__ import annotations

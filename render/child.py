@@ -1,7 +1,7 @@
 """Inside a job's child: run the user's script through Manim's Python API and report.
 
-The report is `{"video": path}`, `{"plan": frames, "soundtrack": path or None}` for a
-planning pass, `{"limit": name}` when the script ran into one of its
+The report is `{"video": path}` (also for a join of chunks), `{"plan": frames, "soundtrack":
+path or None}` for a planning pass, `{"limit": name}` when the script ran into one of its
 resource limits, or `{"error": {...}}` with the exception type, the line in the user's script
 and a traceback trimmed to the frames that help fix the script.
 """
@@ -168,13 +168,13 @@ class _ProgressReporter(threading.Thread):
 
 
 def join_pieces(workspace: Path, part: dict[str, Any]) -> dict[str, Any]:
-    """Join the chunks' pieces named by `part` (`{"mode": "join", ...}`) into one video, with
-    the plan's soundtrack if there is one."""
+    """Join the chunks' pieces named by `part` (`{"mode": "join", ...}`) into one video in
+    the workspace, with the plan's soundtrack if there is one."""
     from render.chunks import join
 
     output = workspace / part["output"]
-    soundtrack = workspace / part["soundtrack"] if part.get("soundtrack") else None
-    join([workspace / piece for piece in part["pieces"]], output, soundtrack)
+    soundtrack = Path(part["soundtrack"]) if part.get("soundtrack") else None
+    join([Path(piece) for piece in part["pieces"]], output, soundtrack)
     return {"video": str(output)}
 
 

@@ -233,9 +233,11 @@ class RenderWorker:
             if not outcome.get("soundtrack"):
                 return Plan(frames)
             soundtrack = _job_file(outcome["soundtrack"], root / "work", "its soundtrack", "NoSoundtrack")
-            kept = scratch / "soundtrack.aac"
-            shutil.copyfile(soundtrack, kept)
-            return Plan(frames, kept)
+            # A new file of a random name (O_EXCL): nothing a script planted is followed.
+            descriptor, kept = tempfile.mkstemp(prefix="soundtrack-", suffix=".aac", dir=scratch)
+            with open(descriptor, "wb") as copy, soundtrack.open("rb") as original:
+                shutil.copyfileobj(original, copy)
+            return Plan(frames, Path(kept))
 
     @contextmanager
     def render(
@@ -253,8 +255,8 @@ class RenderWorker:
 
         With `ranges` (from `render.chunks.split`), each range of animations renders in its own
         child, all in parallel, and the pieces are joined by stream copy, with the plan's
-        `soundtrack` as their sound. `on_progress` is told,
-        while the scene renders, how many animations have played and how many frames they made.
+        `soundtrack` as their sound. `on_progress` is told, while the scene renders, how many
+        animations have played and how many frames they made.
         Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
         ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
         """
@@ -282,25 +284,21 @@ class RenderWorker:
         """Join video pieces (from chunks rendered elsewhere) into one, with the plan's
         soundtrack, in a job of its own; the joined video is valid until the block ends."""
         with self._job_folder(None) as root:
-            copies = []
-            for index, piece in enumerate(pieces):
-                copies.append(root / "work" / f"piece-{index}.mp4")
-                shutil.copyfile(piece, copies[-1])
-            yield self._join_in(root, copies, soundtrack, scene_name, quality, limits)
+            yield self._join_in(root, pieces, soundtrack, scene_name, quality, limits)
 
     def _join_in(
         self, root: Path, pieces: list[Path], soundtrack: Path | None, scene: str, quality: str, limits: RenderLimits
     ) -> Path:
-        """Join pieces inside job folder `root` in a contained child: the pieces were written
-        by a script, so only a process without credentials parses them."""
-        workspace = root / "work"
-        pieces_named = [str(piece.resolve().relative_to(workspace.resolve())) for piece in pieces]
-        part: dict[str, Any] = {"mode": "join", "pieces": pieces_named, "output": f"{scene}.mp4"}
-        if soundtrack is not None:
-            shutil.copyfile(soundtrack, workspace / "soundtrack.aac")
-            part["soundtrack"] = "soundtrack.aac"
+        """Join pieces into a video in job folder `root`, in a contained child: the pieces were
+        written by a script, so only a process without credentials parses them."""
+        part = {
+            "mode": "join",
+            "pieces": [str(piece) for piece in pieces],
+            "soundtrack": soundtrack and str(soundtrack),
+            "output": f"{scene}.mp4",
+        }
         (outcome,) = self._parts(root, scene, quality, limits, [part], None)
-        return _video(outcome, workspace, limits)
+        return _video(outcome, root / "work", limits)
 
 
 def _job_file(reported: str, workspace: Path, what: str, error_type: str) -> Path:
