@@ -182,11 +182,10 @@ def render_job(job: dict[str, Any], part: dict[str, Any], channel: Any) -> dict[
     """Render the job's scene (or the part of it asked for), or join pieces; describe the
     video or plan, the limit hit, or the error."""
     script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
-    reporter = _ProgressReporter(channel)
     try:
         if part["mode"] == "join":
             return join_pieces(Path(job["root"]) / "work", part)
-        return render_scene(script, job["scene"], job["quality"], part, reporter)
+        return render_scene(script, job["scene"], job["quality"], part, _ProgressReporter(channel))
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:
