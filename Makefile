@@ -11,13 +11,16 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: help install system-packages run serve test bench
+.PHONY: help install system-packages run serve test bench image image-test debian-check
 
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
 	@echo "make serve  run the local HTTP server on PORT (default 3001)"
 	@echo "make test   run every test"
 	@echo "make bench  time the warm service against the manim CLI"
+	@echo "make image  build the Lambda image with sam build (Docker, or Podman's socket)"
+	@echo "make image-test  build the image, then test it as Lambda and sam local run it"
+	@echo "make debian-check  run make run and make test in a bare Debian 12 container"
 
 install: system-packages $(VENV)/.synced
 
@@ -50,3 +53,17 @@ test: install
 
 bench: install
 	$(VENV)/bin/python -m tests.benchmark
+
+# The image: DOCKER_HOST when set, else Docker's socket, else Podman's (started by .ci/docker-host).
+# The base image is pulled, or built here as a stand-in where no registry answers (tests only).
+IMAGE := renderfunction:v1
+ENGINE := DOCKER_HOST="$$(.ci/docker-host)" && export DOCKER_HOST SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1
+
+image: install
+	@$(ENGINE) && $(VENV)/bin/python -m tests.image.base && $(VENV)/bin/sam build --template-file template.yaml
+
+image-test: image
+	@$(ENGINE) && $(VENV)/bin/python -m pytest --image=$(IMAGE) tests/image tests/security
+
+debian-check: install
+	@$(ENGINE) && $(VENV)/bin/python -m tests.image.debian_check

@@ -55,7 +55,7 @@ def get_worker() -> RenderWorker:
     """The warm render worker of this execution environment, started on first use."""
     worker = RenderWorker(get_settings().render_work_dir)
     worker.start()
-    logger.info("Render worker ready", extra={"protections": worker.protections})
+    logger.info("Render worker ready", extra={"protections": worker.protections, "tools": worker.tools})
     return worker
 
 
@@ -114,7 +114,10 @@ def idempotent_job_id(request: RenderRequest, headers: dict[str, str]) -> str | 
 @app.get("/health")
 def health() -> dict[str, Any]:
     worker = get_worker()
-    return {"message": "Health is OK", "worker": {"protections": worker.protections, "restarts": worker.restarts}}
+    return {
+        "message": "Health is OK",
+        "worker": {"protections": worker.protections, "tools": worker.tools, "restarts": worker.restarts},
+    }
 
 
 @app.post("/api/render")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from handler.storage import StorageError
-from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
+from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 
 INVALID_REQUEST = 400
 UNAUTHORIZED = 401
@@ -58,6 +58,8 @@ def render_problem(error: RenderError) -> tuple[int, dict[str, Any]]:
         return RENDER_TIME_LIMIT, error_body(str(error), error.details())
     if isinstance(error, ResourceLimitExceeded):
         return RENDER_RESOURCE_LIMIT, error_body(str(error), error.details())
+    if isinstance(error, ToolMissing):  # retrying will not install it: say what is missing
+        return INTERNAL_ERROR, error_body(str(error), error.details())
     return INTERNAL_ERROR, error_body("The renderer failed; this is our fault, please try again.", error.details())
 
 

@@ -6,7 +6,7 @@ used and tested on its own.
 
 from importlib.metadata import version
 
-from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError
+from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 from render.job import FRAME_RATES, QUALITY_FLAGS, RenderedVideo, RenderWorker
 from render.sandbox import RenderLimits
 from render.scenes import choose_scene, find_scenes
@@ -29,6 +29,7 @@ __all__ = [
     "RendererFailed",
     "ResourceLimitExceeded",
     "ScriptError",
+    "ToolMissing",
     "choose_scene",
     "find_scenes",
 ]

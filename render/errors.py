@@ -94,3 +94,18 @@ class RendererFailed(RenderError):
 
     def details(self) -> dict[str, Any]:
         return {"type": "RendererFailed"}
+
+
+class ToolMissing(RendererFailed):
+    """A program the render needs (latex, dvisvgm) is not installed where it runs: the
+    deployment's fault, not the script's, so it is answered as ours and raised where ours are."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(
+            f"The render needs {tool}, which is not installed on the render worker (not on its PATH); "
+            "this is our fault, not the script's."
+        )
+        self.tool = tool
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "ToolMissing", "tool": self.tool}

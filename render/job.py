@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from render.child import SCRIPT_NAME
 from render.chunks import Plan
-from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, strip_ansi
+from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing, strip_ansi
 from render.sandbox import (
     RenderLimits,
     become_subreaper,
@@ -75,6 +75,7 @@ class RenderWorker:
     def __init__(self, work_dir: Path) -> None:
         self.work_dir = work_dir
         self.protections: dict[str, bool] = {}
+        self.tools: dict[str, bool] = {}  # which render tools the worker found on its PATH
         self.restarts = 0
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -128,6 +129,7 @@ class RenderWorker:
             self._stop()
             raise RendererFailed("The render worker did not start.")
         self.protections.update(hello["protections"])
+        self.tools = hello["tools"]
 
     def _stop(self) -> None:
         """Kill the worker, everything below it, and whatever it left to us."""
@@ -258,7 +260,8 @@ class RenderWorker:
         `soundtrack` as their sound. `on_progress` is told, while the scene renders, how many
         animations have played and how many frames they made.
         Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
-        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours.
+        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours
+        (ToolMissing when the worker lacks a program the scene needs, such as latex).
         """
         scene = choose_scene(code, scene_name)
         with self._job_folder(code) as root:
@@ -321,6 +324,8 @@ def _video(outcome: dict[str, Any], workspace: Path, limits: RenderLimits) -> Pa
         )
     if kind == "timeout":
         raise RenderTimeout(limits.timeout_seconds)
+    if kind == "missing_tool":
+        raise ToolMissing(outcome["tool"])
     if kind == "limit":
         raise ResourceLimitExceeded(outcome["limit"], limits)
     if kind == "exited":

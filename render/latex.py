@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import tempfile
@@ -39,6 +40,25 @@ _MAX_ENTRIES = 2048
 _MAX_SOURCE_BYTES = 256 * 1024
 _ERROR_TAIL = 3000
 
+# The programs Manim runs to turn LaTeX into SVG (MathTex, Tex, axis numbers). Providing them
+# is the deployment's job: a render that finds one missing fails by our fault, not the script's.
+RENDER_TOOLS = ("latex", "dvisvgm")
+
+
+def find_tools() -> dict[str, bool]:
+    """Which of the render tools are on this process's PATH (its compilers inherit it)."""
+    return {tool: shutil.which(tool) is not None for tool in RENDER_TOOLS}
+
+
+def missing_tool(request: dict[str, Any]) -> str | None:
+    """The first render tool that compiling `request` would run and that is not on PATH.
+
+    Checked before compiling: once a tool has failed to start, its error reads like any other
+    LaTeX failure, which is the script's.
+    """
+    needed = [*request["compilers"], "dvisvgm"]
+    return next((tool for tool in needed if tool in RENDER_TOOLS and shutil.which(tool) is None), None)
+
 
 def _key(request: dict[str, Any]) -> str:
     material = json.dumps([request["source"], request["compilers"], request["format"]])
@@ -56,7 +76,8 @@ class TexCache:
         self.misses = 0
 
     def answer(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """The SVG for a job's request, from memory or compiled now with the job frozen."""
+        """The SVG for a job's request, from memory or compiled now with the job frozen; an
+        answer naming `missingTool` says the worker lacks a render tool the request needs."""
         if not _valid(request):
             return {"error": "malformed LaTeX request"}
         key = _key(request)
@@ -64,6 +85,9 @@ class TexCache:
             self.hits += 1
             self._entries.move_to_end(key)
             return {"svg": self._entries[key]}
+        tool = missing_tool(request)
+        if tool is not None:
+            return {"error": f"{tool} is not installed on the render worker", "missingTool": tool}
         self.misses += 1
         frozen = _freeze_descendants()
         try:

@@ -3,7 +3,8 @@ forking one contained child per job.
 
 Started by `render.job.RenderWorker` with an environment holding no credentials. It speaks
 JSON lines on the file descriptors given on its command line: it announces itself with
-`{"ready": ..., "protections": ...}`, then answers each `{"job": ...}` with `{"result": ...}`.
+`{"ready": ..., "protections": ..., "tools": ...}`, then answers each `{"job": ...}` with
+`{"result": ...}`.
 A job's child renders through Manim's Python API (no interpreter start-up, no import), under
 rlimits, in its own folder; the worker enforces the time limit, answers its LaTeX requests,
 and when the job ends kills everything the job started before it answers.
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from render.latex import TexCache, TexChannel, install_tex_client
+from render.latex import TexCache, TexChannel, find_tools, install_tex_client
 from render.sandbox import (
     RenderLimits,
     apply_limits,
@@ -88,7 +89,8 @@ class Worker:
                 child.close()
             kill_descendants(os.getpid())  # everything the job started, daemons included
         outcomes = [
-            _outcome(child.status, child.report, limits, _tail(root / f"output-{child.index}.log")) for child in children
+            _outcome(child.status, child.report, limits, _tail(root / f"output-{child.index}.log"), child.missing_tool)
+            for child in children
         ]
         return {"parts": outcomes}
 
@@ -129,9 +131,12 @@ class Worker:
                         self._handle(message, child, deadline)
 
     def _handle(self, message: dict[str, Any], child: _Child, deadline: float) -> None:
-        """A LaTeX request is answered; a report is kept. Anything else is ignored."""
+        """A LaTeX request is answered (a render tool found missing is noted); a report is
+        kept. Anything else is ignored."""
         if isinstance(message.get("tex"), dict):
-            child.send(self.tex_cache.answer(message["tex"], deadline))
+            answer = self.tex_cache.answer(message["tex"], deadline)
+            child.missing_tool = child.missing_tool or answer.get("missingTool")
+            child.send(answer)
         elif isinstance(message.get("report"), dict):
             child.report = message["report"]
 
@@ -147,6 +152,8 @@ class _Child:
         self.listening = True
         self.status: int | None = None
         self.report: dict[str, Any] | None = None
+        # Seen by the worker itself, so a job cannot claim it: a render tool it needed was missing.
+        self.missing_tool: str | None = None
         self._buffer = b""
 
     def receive(self) -> list[dict[str, Any]]:
@@ -211,14 +218,22 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def _outcome(status: int | None, report: dict | None, limits: RenderLimits, output: str) -> dict[str, Any]:
-    """What happened to the job, in the terms render.job turns into a video or an error."""
+def _outcome(
+    status: int | None, report: dict | None, limits: RenderLimits, output: str, missing_tool: str | None
+) -> dict[str, Any]:
+    """What happened to the job, in the terms render.job turns into a video or an error.
+
+    A job without a result that asked for a render tool we lack failed by our fault, whatever
+    error it then reported.
+    """
     if status is None:
         return {"kind": "timeout", "limitSeconds": limits.timeout_seconds}
     if report is not None and "video" in report:
         return {"kind": "video", "video": report["video"]}
     if report is not None and "plan" in report:
         return {"kind": "plan", "frames": report["plan"], "soundtrack": report.get("soundtrack")}
+    if missing_tool is not None:
+        return {"kind": "missing_tool", "tool": missing_tool}
     if report is not None and "limit" in report:
         return {"kind": "limit", "limit": report["limit"]}
     if report is not None and "error" in report:
@@ -276,7 +291,7 @@ def main() -> None:
     state = protections()
     _preload()
     worker = Worker(TexCache(Path(sys.argv[3])), replies)
-    worker.reply({"ready": True, "protections": state, "pid": os.getpid()})
+    worker.reply({"ready": True, "protections": state, "tools": find_tools(), "pid": os.getpid()})
     for line in requests:
         job = json.loads(line)["job"]
         try:

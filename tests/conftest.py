@@ -11,6 +11,22 @@ from render import RenderWorker
 from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
+IMAGE_TESTS = Path(__file__).resolve().parent / "image"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--image",
+        metavar="NAME",
+        help="a built function image: run tests/image and the security suite against it (make image-test)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/image needs a built image and a container engine: only with --image."""
+    if not config.getoption("image") and collection_path.is_relative_to(IMAGE_TESTS):
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")

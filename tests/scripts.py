@@ -75,6 +75,15 @@ class BadCall(Scene):
         self.play(Circle())
 """
 
+# A formula LaTeX rejects: the script's error, not a missing tool.
+BAD_FORMULA = r"""from manim import *
+
+
+class Broken(Scene):
+    def construct(self):
+        self.add(MathTex(r"\frac{"))
+"""
+
 SYNTAX_ERROR = """\
 from manim import *
 

@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from botocore.config import Config
@@ -78,9 +78,15 @@ def _port_open(port: int) -> bool:
         return sock.connect_ex((LOOPBACK, port)) == 0
 
 
-def _wait_for(
-    ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path, timeout: float
-) -> None:
+class _Exits(Protocol):
+    """What `_wait_for` needs of a service: a Popen, or a container's stand-in for one."""
+
+    returncode: int | None
+
+    def poll(self) -> int | None: ...
+
+
+def _wait_for(ready: Callable[[], bool], process: _Exits, what: str, log: Path, timeout: float) -> None:
     """Poll `ready` until it holds; fail fast if the process dies, and say why with its log."""
     deadline = time.monotonic() + timeout
     while not ready():
@@ -177,8 +183,9 @@ def _admin_ports() -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def seaweed_s3(tmp_dir: Path, *, startup_timeout: float = 30.0) -> Iterator[S3Server]:
-    """Run `weed mini` on loopback with data, sockets and log under `tmp_dir`.
+def seaweed_s3(tmp_dir: Path, *, ip: str = LOOPBACK, startup_timeout: float = 30.0) -> Iterator[S3Server]:
+    """Run `weed mini` on loopback (or on `ip`, another address of this machine) with data,
+    sockets and log under `tmp_dir`.
 
     Every port it opens is chosen free (gRPC ports too: their default, HTTP port + 10000, can
     collide or overflow); WebDAV, Iceberg and Lance are off and the admin UI disabled (the admin
@@ -215,8 +222,8 @@ def seaweed_s3(tmp_dir: Path, *, startup_timeout: float = 30.0) -> Iterator[S3Se
         "-logtostderr",
         "mini",
         f"-dir={data}",
-        f"-ip={LOOPBACK}",
-        f"-ip.bind={LOOPBACK}",
+        f"-ip={ip}",
+        f"-ip.bind={ip}",
         f"-s3.config={config}",
         *(f"-{flag}={port}" for flag, port in ports.items()),
         "-s3.port.iceberg=0",
@@ -235,7 +242,7 @@ def seaweed_s3(tmp_dir: Path, *, startup_timeout: float = 30.0) -> Iterator[S3Se
         )
     try:
         server = S3Server(
-            endpoint_url=f"http://{LOOPBACK}:{ports['s3.port']}",
+            endpoint_url=f"http://{ip}:{ports['s3.port']}",
             access_key=access_key,
             secret_key=secret_key,
             region="us-east-1",
@@ -313,9 +320,9 @@ def stage_task_root(project: Path, dest: Path) -> Path:
     are copied into `dest`, whose own ancestors must be open to others. Run the copy's
     `.venv/bin/python`: a venv finds its packages relative to the interpreter path it was run by.
     """
-    venv = project / ".venv"
-    parts = [project / name for name in TASK_PARTS if (project / name).exists()]
-    if all(world_traversable(path) for path in [project, venv, *parts]):
+    # No .venv inside the function image, whose packages are the interpreter's own.
+    parts = [project / name for name in (*TASK_PARTS, ".venv") if (project / name).exists()]
+    if all(world_traversable(path) for path in [project, *parts]):
         return project
     dest.mkdir(parents=True, exist_ok=True)
     dest.chmod(0o755)
@@ -323,8 +330,14 @@ def stage_task_root(project: Path, dest: Path) -> Path:
         raise PermissionError(f"{dest} is not reachable by other users; stage into a folder that is")
     for part in parts:
         _copy_readable(part, dest / part.name)
-    _copy_readable(venv, dest / ".venv")
     return dest
+
+
+def task_python(task_root: Path) -> Path:
+    """The interpreter a task root's function runs on: its staged `.venv`'s, or this one (in
+    the function image, whose packages are the interpreter's own)."""
+    staged = task_root / ".venv" / "bin" / "python"
+    return staged if staged.exists() else Path(sys.executable)
 
 
 @contextlib.contextmanager
@@ -360,7 +373,8 @@ class LambdaRuntime:
     url: str
     function_timeout: float
     log_path: Path
-    process: subprocess.Popen[bytes] = field(repr=False)
+    # The emulator's process, when it runs on this machine (None in a container).
+    process: subprocess.Popen[bytes] | None = field(repr=False)
     # The emulator runs one invocation at a time and crashes if asked for a second meanwhile.
     _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -460,35 +474,25 @@ def lambda_runtime(
     """
     task_root = Path(os.path.abspath(task_root))
     if python is None:
-        staged = task_root / ".venv" / "bin" / "python"
-        python = staged if staged.exists() else Path(sys.executable)
+        python = task_python(task_root)
     rie = _rie_binary(python.parent.parent)
     if user is not None:
         closed = [str(path) for path in (task_root, python, rie) if not world_traversable(path)]
         if closed:
             raise PermissionError(f"{user} cannot reach {closed}: use stage_task_root and its venv's python")
-    full_env = {
-        "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
-        "LAMBDA_TASK_ROOT": str(task_root),
-        "PYTHONPATH": str(task_root),
-        "HOME": "/tmp",
-        "AWS_LAMBDA_FUNCTION_NAME": "function",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
-        "AWS_REGION": "us-east-1",
-        # The emulator has no X-Ray daemon, as `sam local` has none.
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    } | env
-    # Lambda sets both; botocore reads only AWS_DEFAULT_REGION.
-    full_env.setdefault("AWS_DEFAULT_REGION", full_env["AWS_REGION"])
+    full_env = _lambda_env(
+        {
+            "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
+            "LAMBDA_TASK_ROOT": str(task_root),
+            "PYTHONPATH": str(task_root),
+            "HOME": "/tmp",
+        }
+        | env
+    )
     rie_port, api_port = free_ports(2)
     command = [
         str(rie),
-        "--runtime-interface-emulator-address",
-        f"{LOOPBACK}:{rie_port}",
-        "--runtime-api-address",
-        f"{LOOPBACK}:{api_port}",
+        *_rie_addresses(rie_port, api_port),
         *_as_user(user),
         str(python),
         "-m",
@@ -511,11 +515,128 @@ def lambda_runtime(
         stack.callback(_stop_group, process, 5.0)
         _wait_for(lambda: _port_open(rie_port), process, "the Lambda RIE", log_path, ready_timeout)
         yield LambdaRuntime(
-            url=f"http://{LOOPBACK}:{rie_port}/2015-03-31/functions/function/invocations",
+            url=_invocations_url(rie_port),
             function_timeout=float(full_env["AWS_LAMBDA_FUNCTION_TIMEOUT"]),
             log_path=log_path,
             process=process,
         )
+
+
+def _lambda_env(env: dict[str, str]) -> dict[str, str]:
+    """What Lambda puts in a function's environment, then `env`, which wins;
+    AWS_LAMBDA_FUNCTION_TIMEOUT (default 60) is the timeout the RIE enforces."""
+    full_env = {
+        "AWS_LAMBDA_FUNCTION_NAME": "function",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_TIMEOUT": "60",
+        "AWS_REGION": "us-east-1",
+        # The emulator has no X-Ray daemon, as `sam local` has none.
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    } | env
+    # Lambda sets both; botocore reads only AWS_DEFAULT_REGION.
+    full_env.setdefault("AWS_DEFAULT_REGION", full_env["AWS_REGION"])
+    return full_env
+
+
+def _rie_addresses(rie_port: int, api_port: int) -> list[str]:
+    """The emulator's flags for its invoke API and the runtime API, both on loopback."""
+    return [
+        "--runtime-interface-emulator-address",
+        f"{LOOPBACK}:{rie_port}",
+        "--runtime-api-address",
+        f"{LOOPBACK}:{api_port}",
+    ]
+
+
+def _invocations_url(rie_port: int) -> str:
+    return f"http://{LOOPBACK}:{rie_port}/2015-03-31/functions/function/invocations"
+
+
+# --- the function image, run as Lambda runs it ---------------------------------------------------
+
+# The uid Lambda gives a function is its own choice, with no passwd entry: any unusual one does.
+ARBITRARY_UID = "54321:54321"
+# Lambda's /tmp (EphemeralStorage): writable, executable, as large as the template's default.
+LAMBDA_TMPFS = "rw,exec,nosuid,nodev,size=2048m,mode=1777"
+_RIE_IN_CONTAINER = "/opt/rie/aws-lambda-rie"
+
+
+class _Container:
+    """The part of a Popen that `_wait_for` uses, for a container: has it exited?"""
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        self.container.reload()
+        if self.container.status in ("exited", "dead"):
+            self.returncode = int(self.container.attrs["State"]["ExitCode"])
+        return self.returncode
+
+
+@contextlib.contextmanager
+def container_runtime(
+    image: str,
+    env: dict[str, str],
+    *,
+    emulator_as_root: bool = False,
+    log_path: Path | None = None,
+    ready_timeout: float = 30.0,
+) -> Iterator[LambdaRuntime]:
+    """Run the function image as Lambda runs it and yield it like `lambda_runtime` does.
+
+    A read-only root filesystem, a tmpfs /tmp, an arbitrary uid with no passwd entry, and the
+    image's own ENTRYPOINT and CMD started by the RIE (aws-sam-cli's, mounted read-only), in the
+    engine DOCKER_HOST names. The container shares the host's network, so it reaches services
+    on loopback, and its output is copied to `log_path` as it comes.
+
+    The emulator runs as the function's uid, as in `sam local`; with `emulator_as_root`, it runs
+    as root and only the function drops to the arbitrary uid, as `lambda_runtime` does: the
+    Lambda model, where the runtime API's process is out of the function's reach.
+    """
+    import docker
+
+    client = docker.from_env()
+    config = client.images.get(image).attrs["Config"]
+    rie = _rie_binary(Path(sys.prefix))
+    rie_port, api_port = free_ports(2)
+    with contextlib.ExitStack() as stack:
+        if log_path is None:
+            log_path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="image-"))) / "container.log"
+        full_env = _lambda_env(env)
+        uid, _, gid = ARBITRARY_UID.partition(":")
+        drop = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"] if emulator_as_root else []
+        container = client.containers.run(
+            image,
+            entrypoint=[_RIE_IN_CONTAINER, *_rie_addresses(rie_port, api_port)],
+            command=[*drop, *config["Entrypoint"], *config["Cmd"]],
+            environment=full_env,
+            user="0:0" if emulator_as_root else ARBITRARY_UID,
+            read_only=True,
+            tmpfs={"/tmp": LAMBDA_TMPFS},
+            volumes={str(rie): {"bind": _RIE_IN_CONTAINER, "mode": "ro"}},
+            network_mode="host",
+            detach=True,
+        )
+        stack.callback(container.remove, force=True)
+        copier = threading.Thread(target=_copy_logs, args=(container, log_path), daemon=True)
+        copier.start()
+        _wait_for(lambda: _port_open(rie_port), _Container(container), f"the image {image}", log_path, ready_timeout)
+        yield LambdaRuntime(
+            url=_invocations_url(rie_port),
+            function_timeout=float(full_env["AWS_LAMBDA_FUNCTION_TIMEOUT"]),
+            log_path=log_path,
+            process=None,
+        )
+
+
+def _copy_logs(container: Any, log_path: Path) -> None:
+    with log_path.open("ab") as log:
+        for chunk in container.logs(stream=True, follow=True):
+            log.write(chunk)
+            log.flush()
 
 
 @dataclass

@@ -33,11 +33,12 @@ def post_render(body: object) -> tuple[int, dict]:
 
 
 @pytest.mark.parametrize("name", ["function-url-health.json", "http-api-health.json"])
-def test_health_reports_the_workers_protections(name):
+def test_health_reports_the_workers_protections_and_tools(name):
     status, body = call(load_event(name))
     assert (status, body["message"]) == (200, "Health is OK")
     protections = body["worker"]["protections"]
     assert protections["handler_non_dumpable"] and protections["subreaper"] and protections["clean_environment"]
+    assert body["worker"]["tools"] == {"latex": True, "dvisvgm": True}
 
 
 @pytest.mark.parametrize("name", ["function-url-render.json", "http-api-render.json"])
@@ -114,6 +115,15 @@ def test_script_errors_are_422_with_type_line_and_traceback(local_store):
     assert body["errors"]["line"] == 8
     assert body["errors"]["traceback"].startswith("Traceback (most recent call last):\n  File \"scene.py\", line 8")
     assert "undefined_distance" in body["message"]
+
+
+def test_a_formula_latex_rejects_is_the_scripts_422(local_store):
+    status, body = post_render({"codeContent": scripts.BAD_FORMULA, "quality": "-ql"})
+    assert status == 422, body
+    assert (body["errors"]["class"], body["errors"]["line"]) == ("script_error", 6)
+    assert "LaTeX could not compile" in body["message"]
+    answer = lambda_handler({"codeContent": scripts.BAD_FORMULA, "quality": "-ql"}, LocalContext())
+    assert answer["statusCode"] == 422  # answered, not raised: retrying cannot fix the formula
 
 
 @pytest.mark.parametrize(

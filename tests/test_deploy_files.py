@@ -86,8 +86,11 @@ def function(template: dict) -> dict:
 # The linters and validators, as CI and a deployer run them.
 
 
-def test_hadolint_passes_at_warning_threshold() -> None:
-    _run(_tool("hadolint"), "--failure-threshold", "warning", str(DOCKERFILE))
+@pytest.mark.parametrize(
+    "dockerfile", [DOCKERFILE, *sorted((ROOT / "tests" / "image").glob("*.Dockerfile"))], ids=lambda path: path.name
+)
+def test_hadolint_passes_at_warning_threshold(dockerfile: Path) -> None:
+    _run(_tool("hadolint"), "--failure-threshold", "warning", str(dockerfile))
 
 
 def test_sam_validate_plain_passes() -> None:
@@ -123,12 +126,17 @@ def test_entrypoint_runs_awslambdaric() -> None:
     assert json.loads(entrypoints[0]) == ["python", "-m", "awslambdaric"]
 
 
-def test_base_image_is_manim_with_a_pinned_tag() -> None:
-    (base,) = _instructions("FROM")
-    assert base.startswith("manimcommunity/manim:${MANIM_IMAGE_TAG}")
-    (tag_arg,) = [arg for arg in _instructions("ARG") if arg.startswith("MANIM_IMAGE_TAG=")]
-    tag = tag_arg.partition("=")[2]
-    assert tag.startswith("v") and tag not in {"latest", "stable"}, f"unpinned base tag {tag}"
+def test_both_stages_build_on_the_manim_image_at_the_locked_version() -> None:
+    from tests.image.base import dockerfile_base_tag, locked_manim_version
+
+    stages = _instructions("FROM")
+    assert stages == ["manimcommunity/manim:${MANIM_IMAGE_TAG} AS builder", "manimcommunity/manim:${MANIM_IMAGE_TAG} AS runtime"]
+    assert dockerfile_base_tag() == f"v{locked_manim_version()}", "the base image's tag must be the locked Manim"
+
+
+def test_no_user_but_root_so_sam_local_can_layer_its_emulator() -> None:
+    # SAM builds its emulator layer as the image's USER; Lambda ignores USER anyway.
+    assert _instructions("USER") and all(user in ("0", "root") for user in _instructions("USER"))
 
 
 def test_image_installs_from_the_lock_and_copies_the_packages() -> None:
@@ -245,6 +253,24 @@ def test_every_environment_setting_is_one_the_function_reads(function: dict) -> 
     variables = function["Properties"]["Environment"]["Variables"]
     unknown = {name for name in variables if not name.startswith("POWERTOOLS_")} - known
     assert not unknown, f"set by the template but read by nothing: {unknown}"
+
+
+def test_s3_endpoint_is_declared_empty_so_sam_local_can_set_it(function: dict) -> None:
+    # SAM's --env-vars reaches only declared variables; empty means AWS's own S3.
+    assert function["Properties"]["Environment"]["Variables"]["S3_ENDPOINT"] == ""
+
+
+def test_http_api_routes_health_render_and_the_job_status(template: dict, function: dict) -> None:
+    routes = {
+        (event["Properties"]["Method"].upper(), event["Properties"]["Path"]): event["Properties"]
+        for event in function["Properties"]["Events"].values()
+        if event["Type"] == "HttpApi"
+    }
+    assert set(routes) == {("GET", "/health"), ("POST", "/api/render"), ("GET", "/api/render/status/{jobId}")}
+    assert all(route["ApiId"] == {"Ref": "HttpApi"} for route in routes.values())
+    # Only /health opts out of the API's default authorizer, SigV4.
+    assert template["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    assert [path for (_, path), route in routes.items() if "Auth" in route] == ["/health"]
 
 
 def test_chunk_parameter_bounds_match_the_setting(template: dict) -> None:

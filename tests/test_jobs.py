@@ -3,6 +3,7 @@ serve` uses); the Lambda self-invoke path is in test_lambda_runtime.py."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +70,28 @@ def test_a_failed_job_carries_the_same_error_as_a_synchronous_request(local_stor
     assert final["status"] == "failed"
     assert final["error"] == {"statusCode": 422, **sync}
     assert final["error"]["errors"]["class"] == "script_error"
+
+
+def http_api_status_event(job_id: str) -> dict:
+    """What the HTTP API's signed status route sends (payload 2.0), from the bundled GET event."""
+    event = json.loads((Path(__file__).parent.parent / "events" / "http-api-health.json").read_text())
+    path = f"/api/render/status/{job_id}"
+    event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/render/status/{jobId}"
+    event["rawPath"] = event["requestContext"]["http"]["path"] = path
+    event["pathParameters"] = {"jobId": job_id}
+    event["requestContext"]["authorizer"] = {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/caller"}}
+    return event
+
+
+def test_the_http_apis_status_route_answers_the_jobs_record(local_store):
+    _, accepted = http("POST", "/api/render", {"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True})
+    final, _ = wait_for_job(accepted["jobId"])
+    result = lambda_handler(http_api_status_event(accepted["jobId"]), LocalContext())
+    body = json.loads(result["body"])
+    assert (result["statusCode"], body["jobId"], body["status"]) == (200, accepted["jobId"], "succeeded")
+    assert body == final  # the same record as through the function URL
+    missing = lambda_handler(http_api_status_event("no-such-job"), LocalContext())
+    assert missing["statusCode"] == 404
 
 
 def test_unknown_and_malformed_job_ids(local_store):

@@ -23,6 +23,7 @@ from tests.services import (
     readable_tempdir,
     seaweed_s3,
     stage_task_root,
+    task_python,
     world_traversable,
 )
 
@@ -110,7 +111,7 @@ def probe_root() -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def probe(probe_root: Path, lambda_task_root: Path, s3_server: S3Server) -> Iterator[LambdaRuntime]:
     env = {"PROBE_SETTING": "from-env", "AWS_LAMBDA_FUNCTION_TIMEOUT": "10", **s3_server.env()}
-    python = lambda_task_root / ".venv" / "bin" / "python"
+    python = task_python(lambda_task_root)
     with lambda_runtime("probe.handler", probe_root, env, python=python) as runtime:
         yield runtime
 
@@ -156,7 +157,7 @@ def test_the_function_reaches_s3_with_the_credentials_in_its_env(probe: LambdaRu
 def test_a_timeout_is_an_invoke_error_and_the_next_invoke_starts_afresh(
     probe_root: Path, lambda_task_root: Path
 ) -> None:
-    python = lambda_task_root / ".venv" / "bin" / "python"
+    python = task_python(lambda_task_root)
     with lambda_runtime("probe.handler", probe_root, {"AWS_LAMBDA_FUNCTION_TIMEOUT": "1"}, python=python) as runtime:
         first = runtime.invoke({})["pid"]
         with pytest.raises(InvokeError, match="timed out") as raised:
@@ -166,7 +167,7 @@ def test_a_timeout_is_an_invoke_error_and_the_next_invoke_starts_afresh(
 
 
 def test_stopping_the_runtime_ends_the_function_process(probe_root: Path, lambda_task_root: Path) -> None:
-    python = lambda_task_root / ".venv" / "bin" / "python"
+    python = task_python(lambda_task_root)
     with lambda_runtime("probe.handler", probe_root, {}, python=python) as runtime:
         function_pid = runtime.invoke({})["pid"]
         assert _alive(function_pid)

@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
-from handler.storage import LocalStorage, S3Storage, StorageError
+from handler.storage import LocalStorage, S3Storage, StorageError, storage_from_settings
 from tests import scripts
 
 BUCKET = "videos-bucket"
@@ -64,6 +64,14 @@ def test_presigned_url_names_the_object_and_its_expiry(s3):
 def test_endpoint_uses_path_style_urls(s3):
     url = S3Storage(BUCKET, endpoint_url="http://127.0.0.1:9000").url_for("videos/a/S.mp4")
     assert url.startswith(f"http://127.0.0.1:9000/{BUCKET}/videos/a/S.mp4?")
+
+
+def test_an_empty_endpoint_means_aws_s3(s3, configure):
+    # The template declares S3_ENDPOINT empty, so that SAM's --env-vars may set it.
+    settings = configure(S3_BUCKET_NAME=BUCKET, S3_ENDPOINT="")
+    assert settings.s3_endpoint is None
+    url = storage_from_settings(settings).url_for("videos/a/S.mp4")
+    assert urlsplit(url).hostname.endswith(".amazonaws.com")
 
 
 def test_a_missing_bucket_is_a_storage_error(s3, video):

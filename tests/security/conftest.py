@@ -1,6 +1,7 @@
 """The hostile-scene suite runs through the real Lambda invoke path (the Runtime Interface
 Emulator, awslambdaric, the Dockerfile's handler, an unprivileged function user), with
-credentials and a token in the function's environment that no script may ever see."""
+credentials and a token in the function's environment that no script may ever see. With
+`--image` (make image-test) the same cases run in the built image's container."""
 
 import json
 import secrets
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests import scripts
-from tests.services import LambdaRuntime, S3Server, lambda_runtime
+from tests.services import LambdaRuntime, S3Server, container_runtime, lambda_runtime
 from tests.test_lambda_runtime import dockerfile_handler, function_env
 from tests.video import decode
 
@@ -35,7 +36,8 @@ def hostile_bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture(scope="package")
-def function(s3_server: S3Server, hostile_bucket: str, lambda_task_root: Path) -> Iterator[LambdaRuntime]:
+def function(request: pytest.FixtureRequest, s3_server: S3Server, hostile_bucket: str) -> Iterator[LambdaRuntime]:
+    """The function under the RIE on this machine, or the built image's container with --image."""
     env = function_env(
         s3_server,
         hostile_bucket,
@@ -43,8 +45,14 @@ def function(s3_server: S3Server, hostile_bucket: str, lambda_task_root: Path) -
         RENDER_TIMEOUT_SECONDS=str(TIMEOUT_SECONDS),
         RENDER_MAX_OUTPUT_MB=str(MAX_OUTPUT_MB),
     )
-    with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as runtime:
-        yield runtime
+    image = request.config.getoption("image")
+    if image:
+        # As on Lambda, the emulator is out of the function's reach (see container_runtime).
+        runtime = container_runtime(image, env, emulator_as_root=True)
+    else:
+        runtime = lambda_runtime(dockerfile_handler(), request.getfixturevalue("lambda_task_root"), env)
+    with runtime as started:
+        yield started
 
 
 @pytest.fixture
