@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# System packages: Cairo and Pango to build Manim's bindings, LaTeX for MathTex and Tex.
-APT_PACKAGES := python3 python3-dev python3-venv pkg-config libcairo2-dev libpango1.0-dev \
+# System packages: a C compiler, Cairo and Pango to build Manim's bindings (pycairo and manimpango
+# publish no Linux wheels), LaTeX for MathTex and Tex.
+APT_PACKAGES := python3 python3-dev python3-venv build-essential pkg-config libcairo2-dev libpango1.0-dev \
 	texlive-latex-base texlive-latex-extra texlive-fonts-recommended dvisvgm cm-super-minimal
 # Debian's interpreter, so that the unprivileged user the Lambda tests run as can use the venv.
 PYTHON := $(firstword $(wildcard /usr/bin/python3.11) python3.11)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -281,3 +282,18 @@ def test_chunk_parameter_bounds_match_the_setting(template: dict) -> None:
     bounds = {type(rule).__name__: rule for rule in field.metadata}
     assert int(parameter["Default"]) == field.default
     assert (int(parameter["MinValue"]), int(parameter["MaxValue"])) == (bounds["Ge"].ge, bounds["Le"].le)
+
+
+# The container engine for `make image`.
+
+
+def test_with_no_container_engine_make_image_says_what_to_install(tmp_path: Path) -> None:
+    # A PATH with the script's own tools but neither podman nor docker, and no DOCKER_HOST.
+    for tool in ("bash", "curl", "dirname", "id"):
+        (tmp_path / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(tmp_path), "PODMAN_SOCKET": str(tmp_path / "none.sock")}
+    result = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "docker-host")], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert "No container engine" in result.stderr and "apt-get install podman runc" in result.stderr
