@@ -15,6 +15,7 @@ RUN python -m ensurepip --upgrade \
     && rm -rf /tmp/uv /tmp/dev.txt
 COPY tests/ ./tests/
 COPY events/ ./events/
+COPY .ci/ ./.ci/
 COPY Dockerfile template.yaml samconfig.toml .dockerignore ./
 ENTRYPOINT ["python", "-m", "pytest"]
 CMD ["-q"]

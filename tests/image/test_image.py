@@ -36,7 +36,9 @@ BUILT_TEMPLATE = ROOT / ".aws-sam" / "build" / "template.yaml"
 SAM = Path(sys.executable).parent / "sam"
 TEST_IMAGE = "renderfunction-tests:latest"
 # What the in-image suite needs to build its image: the tests and what they read.
-TEST_CONTEXT = ("pyproject.toml", "uv.lock", "Dockerfile", "template.yaml", "samconfig.toml", ".dockerignore", "events", "tests")
+TEST_CONTEXT = (
+    "pyproject.toml", "uv.lock", "Dockerfile", "template.yaml", "samconfig.toml", ".dockerignore", ".ci", "events", "tests"
+)
 
 
 def run_in_image(engine: Any, image: str, *command: str, **options: Any) -> tuple[int, str]:
