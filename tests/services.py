@@ -512,6 +512,10 @@ def lambda_runtime(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if "RENDER_WORK_DIR" in full_env:
+            # The environment ends with the runtime, as on Lambda: nothing of it stays in /tmp
+            # (removed after the function has stopped; callbacks run last-in, first-out).
+            stack.callback(shutil.rmtree, full_env["RENDER_WORK_DIR"], ignore_errors=True)
         stack.callback(_stop_group, process, 5.0)
         _wait_for(lambda: _port_open(rie_port), process, "the Lambda RIE", log_path, ready_timeout)
         yield LambdaRuntime(

@@ -33,8 +33,15 @@ def service() -> Iterator[LambdaService]:
 @pytest.fixture(scope="module")
 def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
     with contextlib.ExitStack() as stack:
-        env = function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url)
-        runtimes = [stack.enter_context(lambda_runtime(dockerfile_handler(), lambda_task_root, env)) for _ in range(ENVIRONMENTS)]
+        # Each environment its own work folder, as each Lambda environment has its own /tmp.
+        runtimes = [
+            stack.enter_context(
+                lambda_runtime(
+                    dockerfile_handler(), lambda_task_root, function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url)
+                )
+            )
+            for _ in range(ENVIRONMENTS)
+        ]
         service.targets.extend(runtimes)
         yield runtimes
 
