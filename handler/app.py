@@ -8,32 +8,38 @@ retries and failure destinations apply, and answered 5xx over HTTP.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
-import os
 import uuid
-from functools import lru_cache
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from handler.auth import expected_token, presents_token
-from handler.dispatch import RUN_JOB_ACTION, Dispatcher, LambdaDispatcher, LocalDispatcher
-from handler.errors import NOT_FOUND, UNAUTHORIZED, error_body, error_class, problem, validation_problem
-from handler.fanout import RENDER_CHUNK_ACTION, Invoke, run_chunk
+from handler.environment import Environment, current_environment
+from handler.errors import NOT_FOUND, UNAUTHORIZED, ChunkFailed, ChunksOverdue, error_body, failure, validation_problem
+from handler.fanout import render_chunk
 from handler.jobs import create_job, load_job, run_job, status_body
-from handler.models import JOB_ID_PATTERN, RenderRequest
-from handler.observability import logger, metrics, record_failure, tracer
-from handler.service import render_and_store
-from handler.settings import get_settings
-from handler.storage import Storage, StorageError, storage_from_settings
-from render import RenderError, RenderWorker
+from handler.models import (
+    DIRECT_INVOKE,
+    JOB_ID_PATTERN,
+    RenderChunkEvent,
+    RenderRequest,
+    RunJobEvent,
+    StatusEvent,
+    event_errors,
+)
+from handler.observability import logger, metrics, tracer
+from handler.pipeline import render_and_store
+from handler.settings import Settings
+from handler.storage import StorageError
+from render import RenderError
 
 # Function URL and HTTP API (payload 2.0) events share one format, so one resolver serves both.
 app = APIGatewayHttpResolver(enable_validation=True)
@@ -41,41 +47,8 @@ app = APIGatewayHttpResolver(enable_validation=True)
 # Routes anyone may call, token or not.
 OPEN_ROUTES = frozenset({"/health"})
 ACCEPTED = 202
-STATUS_ACTION = "status"
-
-
-@lru_cache(maxsize=1)
-def get_storage() -> Storage:
-    """The storage of this execution environment, made once (its client is reused warm)."""
-    return storage_from_settings(get_settings())
-
-
-@lru_cache(maxsize=1)
-def get_worker() -> RenderWorker:
-    """The warm render worker of this execution environment, started on first use."""
-    worker = RenderWorker(get_settings().render_work_dir)
-    worker.start()
-    logger.info("Render worker ready", extra={"protections": worker.protections, "tools": worker.tools})
-    return worker
-
-
-@lru_cache(maxsize=1)
-def get_dispatcher() -> Dispatcher:
-    """Where async jobs go: this function's own invocations on Lambda, a local pool elsewhere."""
-    settings = get_settings()
-    if settings.dispatches_to_lambda:
-        return LambdaDispatcher(settings.function_name or "", settings.lambda_endpoint_url)
-    return LocalDispatcher(lambda job_id: execute_job(job_id, None), settings.local_job_workers)
-
-
-def fan_out() -> Invoke | None:
-    """How chunks reach other invocations (on Lambda), or None to render them here."""
-    dispatcher = get_dispatcher()
-    return dispatcher.invoke if isinstance(dispatcher, LambdaDispatcher) else None
-
-
-def execute_job(job_id: str, remaining_ms: int | None) -> None:
-    run_job(job_id, get_settings(), get_storage(), get_worker(), remaining_ms, fan_out())
+# Failures of a render that are answered, not raised by the resolver.
+_RENDER_FAILURES = (RenderError, StorageError, ChunkFailed, ChunksOverdue)
 
 
 def _remaining_ms(context: LambdaContext | None) -> int | None:
@@ -86,20 +59,19 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type="application/json", body=body)
 
 
-def render_now(request: RenderRequest, context: LambdaContext | None) -> dict[str, Any]:
-    """A synchronous render's answer body; failures are raised."""
-    remaining = _remaining_ms(context)
-    return render_and_store(request, get_settings(), get_storage(), get_worker(), remaining, fan_out=fan_out()).body()
+def _body(event: APIGatewayProxyEventV2) -> bytes:
+    """The request's body as sent (function URLs base64-encode it)."""
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
 
 
-def submit_job(request: RenderRequest, job_id: str | None) -> dict[str, Any]:
+def submit_job(environment: Environment, request: RenderRequest, job_id: str | None) -> dict[str, Any]:
     """Create the job (or find the one with that id) and start it; the 202 body's essentials."""
-    storage = get_storage()
     job_id = job_id or uuid.uuid4().hex
     logger.thread_safe_append_keys(job_id=job_id)
-    record, created = create_job(storage, request, job_id)
+    record, created = create_job(environment.storage, request, job_id)
     if created:
-        get_dispatcher().submit(job_id)
+        environment.dispatcher.submit(job_id)
     return {"jobId": record.job_id, "status": record.status}
 
 
@@ -111,9 +83,16 @@ def idempotent_job_id(request: RenderRequest, headers: dict[str, str]) -> str | 
     return "idem-" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def _status(environment: Environment, job_id: str) -> tuple[int, dict[str, Any]]:
+    record = load_job(environment.storage, job_id)
+    if record is None:
+        return NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"})
+    return 200, status_body(record, environment.storage)
+
+
 @app.get("/health")
 def health() -> dict[str, Any]:
-    worker = get_worker()
+    worker = current_environment().start_worker()
     return {
         "message": "Health is OK",
         "worker": {"protections": worker.protections, "tools": worker.tools, "restarts": worker.restarts},
@@ -121,37 +100,38 @@ def health() -> dict[str, Any]:
 
 
 @app.post("/api/render")
-def render(request: RenderRequest) -> Response[dict[str, Any]]:
-    if not request.run_async:
-        return _json(200, render_now(request, app.lambda_context))
+def render_route() -> Response[dict[str, Any]]:
+    environment = current_environment()
     event = app.current_event
+    try:
+        request = RenderRequest.model_validate_json(_body(event), context={"limits": environment.settings.request_limits})
+    except ValidationError as error:  # located as the resolver locates a route's errors: in the body
+        invalid = validation_problem({**found, "loc": ("body", *found["loc"])} for found in error.errors())
+        return _json(invalid.status, invalid.body)
+    if not request.run_async:
+        body = render_and_store(environment, request, _remaining_ms(app.lambda_context)).body()
+        return _json(200, body)
     host = event.headers.get("host") or event.request_context.domain_name
     base = f"{event.headers.get('x-forwarded-proto', 'http')}://{host}"
-    accepted = submit_job(request, idempotent_job_id(request, dict(event.headers)))
+    accepted = submit_job(environment, request, idempotent_job_id(request, dict(event.headers)))
     return _json(ACCEPTED, {**accepted, "statusUrl": f"{base}/api/render/status/{accepted['jobId']}"})
 
 
 @app.get("/api/render/status/<job_id>")
 def job_status(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
-    record = load_job(get_storage(), job_id)
-    if record is None:
-        return _json(NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"}))
-    return _json(200, status_body(record, get_storage()))
+    return _json(*_status(current_environment(), job_id))
 
 
 @app.exception_handler(RequestValidationError)
-def _invalid_request(error: RequestValidationError) -> Response:
-    return _json(*validation_problem(error.errors()))
+def _invalid_path(error: RequestValidationError) -> Response:
+    found = validation_problem(error.errors())
+    return _json(found.status, found.body)
 
 
-@app.exception_handler(RenderError)
-@app.exception_handler(StorageError)
+@app.exception_handler(list(_RENDER_FAILURES))
 def _render_failed(error: Exception) -> Response:
-    status, body = problem(error)
-    record_failure(error_class(error))
-    if status >= 500:
-        logger.exception("Render request failed")
-    return _json(status, body)
+    found = failure(error)
+    return _json(found.status, found.body)
 
 
 @app.not_found
@@ -164,13 +144,13 @@ def is_http_event(event: Any) -> bool:
     return isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]
 
 
-def unauthorized(event: dict[str, Any]) -> dict[str, Any] | None:
+def unauthorized(settings: Settings, event: dict[str, Any]) -> dict[str, Any] | None:
     """With a token configured, the 401 answer for an HTTP event that lacks it, else None.
 
     Checked before the resolver runs, so that an unauthenticated caller learns nothing from
     validation errors; direct invokes are authorised by IAM alone and never come here.
     """
-    expected = expected_token(get_settings())
+    expected = expected_token(settings)
     request = APIGatewayProxyEventV2(event)
     if expected is None or request.raw_path in OPEN_ROUTES or presents_token(request.headers, expected):
         return None
@@ -182,46 +162,41 @@ def unauthorized(event: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def invoke_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]:
-    """A direct invoke. The event is a render request body (answered with the response
-    body), `{"action": "status", "jobId": ...}` (answered with the job's status), or this
-    function's own `{"action": "runJob", ...}` for an async job.
+def invoke_directly(environment: Environment, event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    """A direct invoke (models.DirectInvoke): a render request body (answered with the
+    response body), a `status` request (answered with the job's status), or this function's
+    own `runJob` and `renderChunk` events.
 
     A client error is returned with its `statusCode`; a fault of ours is raised.
     """
-    action = event.get("action") if isinstance(event, dict) else None
-    if action == RUN_JOB_ACTION:
-        job_id = str(event.get("jobId"))
-        execute_job(job_id, _remaining_ms(context))
-        record = load_job(get_storage(), job_id)
-        return {"jobId": job_id, "status": record.status if record else None}
-    if action == RENDER_CHUNK_ACTION:
-        return run_chunk(event, get_settings(), get_storage(), get_worker(), _remaining_ms(context))
-    if action == STATUS_ACTION:
-        record = load_job(get_storage(), str(event.get("jobId")))
-        if record is None:
-            return {"statusCode": NOT_FOUND, **error_body(f"No job {event.get('jobId')!r}.", {"type": "JobNotFound"})}
-        return status_body(record, get_storage())
     try:
-        request = parse(event=event, model=RenderRequest)
+        message = DIRECT_INVOKE.validate_python(event, context={"limits": environment.settings.request_limits})
     except ValidationError as error:
-        status, body = validation_problem(error.errors())
-        return {"statusCode": status, **body}
-    if request.run_async:
-        accepted = submit_job(request, request.job_id)
-        return {"statusCode": ACCEPTED, **accepted, "statusRequest": {"action": STATUS_ACTION, "jobId": accepted["jobId"]}}
+        return validation_problem(event_errors(error)).answer()
+    if isinstance(message, RunJobEvent):
+        run_job(environment, message.job_id, _remaining_ms(context))
+        record = load_job(environment.storage, message.job_id)
+        return {"jobId": message.job_id, "status": record.status if record else None}
+    if isinstance(message, RenderChunkEvent):
+        return render_chunk(environment, message, _remaining_ms(context))
+    if isinstance(message, StatusEvent):
+        status, body = _status(environment, message.job_id)
+        return body if status == 200 else {"statusCode": status, **body}
+    if message.run_async:
+        accepted = submit_job(environment, message, message.job_id)
+        status_request = StatusEvent(job_id=accepted["jobId"]).payload()
+        return {"statusCode": ACCEPTED, **accepted, "statusRequest": status_request}
     try:
-        return render_now(request, context)
-    except (RenderError, StorageError) as error:
-        status, body = problem(error)
-        record_failure(error_class(error))
-        if status >= 500:
+        return render_and_store(environment, message, _remaining_ms(context)).body()
+    except _RENDER_FAILURES as error:
+        found = failure(error)
+        if found.status >= 500:
             raise
-        return {"statusCode": status, **body}
+        return found.answer()
 
 
-if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
-    get_worker()  # at init: Lambda's init phase pays for Manim's import, not the first request
+if Settings.from_env().runtime_api:
+    current_environment().start_worker()  # at init: Lambda's init phase pays for Manim's import
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -230,6 +205,7 @@ if os.environ.get("AWS_LAMBDA_RUNTIME_API"):
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The function's entry point, named by the Dockerfile's CMD."""
     logger.thread_safe_clear_keys()
+    environment = current_environment()
     if is_http_event(event):
-        return unauthorized(event) or app.resolve(event, context)
-    return invoke_directly(event, context)
+        return unauthorized(environment.settings, event) or app.resolve(event, context)
+    return invoke_directly(environment, event, context)

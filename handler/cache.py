@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import uuid
+from dataclasses import dataclass
 
 from handler.storage import Storage
 from render import MANIM_VERSION, WORKER_VERSION
@@ -45,30 +47,47 @@ def lease_key(video_key: str) -> str:
     return f"{video_key}.lease"
 
 
-def acquire_lease(storage: Storage, video_key: str, ttl_seconds: float, owner: str) -> bool:
-    """Wait until this request may render `video_key`: True once it holds the lease, False
-    as soon as the video exists (an identical request made it meanwhile).
+@dataclass(frozen=True)
+class Lease:
+    """The right to render `video_key` while identical requests wait: held, or given up on
+    after waiting too long for another request's lease (then this one renders anyway)."""
+
+    video_key: str
+    owner: str
+    held: bool
+
+
+def acquire_lease(storage: Storage, video_key: str, ttl_seconds: float) -> Lease | None:
+    """Wait until this request may render `video_key`: a Lease once it may, None as soon as
+    the video exists (an identical request made it meanwhile).
 
     A lease older than `ttl_seconds` belongs to a render that died; it is broken. Waiting
-    never lasts longer than `ttl_seconds`: then this request renders anyway.
+    never lasts longer than `ttl_seconds`: then this request renders without the lease.
     """
+    owner = uuid.uuid4().hex
     give_up = time.monotonic() + ttl_seconds
     while True:
         if storage.create_json(lease_key(video_key), {"owner": owner, "expiresAt": time.time() + ttl_seconds}):
+            lease = Lease(video_key, owner, held=True)
             if not storage.exists(video_key):
-                return True
-            release_lease(storage, video_key)  # the holder before us made it
-            return False
+                return lease
+            release_lease(storage, lease)  # the holder before us made it
+            return None
         if storage.exists(video_key):
-            return False
-        lease = storage.read_json(lease_key(video_key))
-        if lease is not None and lease.get("expiresAt", 0) < time.time():
+            return None
+        found = storage.read_json(lease_key(video_key))
+        if found is not None and found.get("expiresAt", 0) < time.time():
             storage.delete(lease_key(video_key))
             continue
         if time.monotonic() > give_up:
-            return True
+            return Lease(video_key, owner, held=False)
         time.sleep(_POLL_SECONDS)
 
 
-def release_lease(storage: Storage, video_key: str) -> None:
-    storage.delete(lease_key(video_key))
+def release_lease(storage: Storage, lease: Lease) -> None:
+    """Give the lease up, if this request holds it: another's is never removed."""
+    if not lease.held:
+        return
+    found = storage.read_json(lease_key(lease.video_key))
+    if found is not None and found.get("owner") == lease.owner:
+        storage.delete(lease_key(lease.video_key))

@@ -11,14 +11,8 @@ from typing import Any, Protocol
 import boto3
 from botocore.config import Config
 
+from handler.models import RunJobEvent
 from handler.observability import logger
-
-# The event a job's own invocation receives.
-RUN_JOB_ACTION = "runJob"
-
-
-def run_job_event(job_id: str) -> dict[str, Any]:
-    return {"action": RUN_JOB_ACTION, "jobId": job_id}
 
 
 class Dispatcher(Protocol):
@@ -37,7 +31,7 @@ class LambdaDispatcher:
         )
 
     def submit(self, job_id: str) -> None:
-        self.invoke(run_job_event(job_id))
+        self.invoke(RunJobEvent(job_id=job_id).payload())
 
     def invoke(self, event: dict[str, Any]) -> None:
         """Hand `event` to another invocation of this function, without waiting for it."""

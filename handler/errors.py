@@ -1,34 +1,54 @@
-"""How each failure reaches the caller: one status and one seed-shaped body per kind.
+"""How each failure reaches the caller: one status, one error class and one seed-shaped body
+per kind, from one table, the same for HTTP answers, direct invokes, job records and metrics.
 
 `{"message": str, "errors": ...}` everywhere; 4xx bodies never carry our stack traces.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from handler.observability import logger, record_failure
+from handler.settings import Settings
 from handler.storage import StorageError
 from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 
 INVALID_REQUEST = 400
 UNAUTHORIZED = 401
 NOT_FOUND = 404
-RENDER_TIME_LIMIT = 408
-RENDER_RESOURCE_LIMIT = 413
-SCRIPT_ERROR = 422
 INTERNAL_ERROR = 500
-STORAGE_ERROR = 502
 
 
-class ChunkFailed(RenderError):
-    """A piece of a fanned-out render failed as the whole render would have; its status and
-    body are the answer."""
+@dataclass(frozen=True)
+class Problem:
+    """A failure as the caller sees it."""
 
-    def __init__(self, answer: dict[str, Any]) -> None:
-        super().__init__(answer.get("message") or "A chunk failed.")
-        self.status = int(answer["statusCode"])
-        self.body = {"message": answer.get("message"), "errors": answer.get("errors")}
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def error_class(self) -> str:
+        """The class it is counted under: script_error, time_limit, resource_limit, storage, internal."""
+        return str((self.body.get("errors") or {}).get("class", "internal"))
+
+    def answer(self) -> dict[str, Any]:
+        """The direct invoke's result: the body with its status."""
+        return {"statusCode": self.status, **self.body}
+
+
+class ChunkFailed(Exception):
+    """A range rendered by another invocation failed as the whole render would have; that
+    invocation's answer is this render's answer."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.body.get("message") or "A chunk failed.")
+        self.problem = problem
+
+
+class ChunksOverdue(Exception):
+    """A range sent to another invocation did not come back before the render's deadline."""
 
 
 def error_body(message: str, errors: Any = None) -> dict[str, Any]:
@@ -36,7 +56,7 @@ def error_body(message: str, errors: Any = None) -> dict[str, Any]:
     return {"message": message, "errors": errors}
 
 
-def validation_problem(errors: Iterable[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+def validation_problem(errors: Iterable[Any]) -> Problem:
     """A request that is malformed or invalid: where, and what is wrong, field by field.
 
     The offending input is not echoed back (it may be 100 KiB of code).
@@ -46,54 +66,80 @@ def validation_problem(errors: Iterable[dict[str, Any]]) -> tuple[int, dict[str,
         for error in errors
     ]
     if any(field["type"] == "json_invalid" for field in fields):
-        return INVALID_REQUEST, error_body("The request body is not valid JSON.", fields)
-    return INVALID_REQUEST, error_body("Invalid request.", fields)
+        return Problem(INVALID_REQUEST, error_body("The request body is not valid JSON.", fields))
+    return Problem(INVALID_REQUEST, error_body("Invalid request.", fields))
 
 
-def render_problem(error: RenderError) -> tuple[int, dict[str, Any]]:
-    """A render that ended without a video."""
-    if isinstance(error, ScriptError):
-        return SCRIPT_ERROR, error_body(f"The script could not be rendered: {error.message}", error.details())
-    if isinstance(error, RenderTimeout):
-        return RENDER_TIME_LIMIT, error_body(str(error), error.details())
-    if isinstance(error, ResourceLimitExceeded):
-        return RENDER_RESOURCE_LIMIT, error_body(str(error), error.details())
-    if isinstance(error, ToolMissing):  # retrying will not install it: say what is missing
-        return INTERNAL_ERROR, error_body(str(error), error.details())
-    return INTERNAL_ERROR, error_body("The renderer failed; this is our fault, please try again.", error.details())
+# The setting behind each resource limit, named in the answer so an operator knows what to raise.
+_LIMIT_SETTINGS = {
+    limit: Settings.model_fields[field].alias
+    for limit, field in {
+        "memory": "render_memory_mb",
+        "cpu": "render_timeout_seconds",
+        "output": "render_max_output_mb",
+        "processes": "render_max_processes",
+        "open_files": "render_max_open_files",
+    }.items()
+}
 
 
-def storage_problem(error: StorageError) -> tuple[int, dict[str, Any]]:
-    """The video was made but could not be stored."""
-    return STORAGE_ERROR, error_body(
-        "The video was rendered but could not be stored.", {"type": "StorageError", "detail": str(error)}
-    )
+def _script(error: ScriptError) -> tuple[str, dict[str, Any]]:
+    return f"The script could not be rendered: {error.message}", error.details()
 
 
-def error_class(error: BaseException) -> str:
-    """The class a failure is counted under, the same in responses, job records and metrics."""
-    if isinstance(error, ChunkFailed):
-        return str((error.body.get("errors") or {}).get("class", "internal"))
-    if isinstance(error, ScriptError):
-        return "script_error"
-    if isinstance(error, RenderTimeout):
-        return "time_limit"
-    if isinstance(error, ResourceLimitExceeded):
-        return "resource_limit"
-    if isinstance(error, StorageError):
-        return "storage"
-    return "internal"
+def _limit(error: ResourceLimitExceeded) -> tuple[str, dict[str, Any]]:
+    return error.describe(_LIMIT_SETTINGS.get(error.limit)), error.details()
 
 
-def problem(error: BaseException) -> tuple[int, dict[str, Any]]:
+def _said(error: RenderError) -> tuple[str, dict[str, Any]]:
+    return str(error), error.details()
+
+
+def _renderer(error: RenderError) -> tuple[str, dict[str, Any]]:
+    return "The renderer failed; this is our fault, please try again.", error.details()
+
+
+def _overdue(error: ChunksOverdue) -> tuple[str, dict[str, Any]]:
+    return "The renderer failed; this is our fault, please try again.", {"type": "ChunksOverdue", "detail": str(error)}
+
+
+def _storage(error: StorageError) -> tuple[str, dict[str, Any]]:
+    return "The video was rendered but could not be stored.", {"type": "StorageError", "detail": str(error)}
+
+
+def _ours(_error: BaseException) -> tuple[str, dict[str, Any]]:
+    return "The worker failed; this is our fault.", {"type": "InternalError"}
+
+
+# Exception -> (status, error class, message and details), the first matching row wins.
+_FAILURES: tuple[tuple[type[BaseException], int, str, Callable[[Any], tuple[str, dict[str, Any]]]], ...] = (
+    (ScriptError, 422, "script_error", _script),
+    (RenderTimeout, 408, "time_limit", _said),
+    (ResourceLimitExceeded, 413, "resource_limit", _limit),
+    (ToolMissing, INTERNAL_ERROR, "internal", _said),  # retrying will not install it: say what is missing
+    (RenderError, INTERNAL_ERROR, "internal", _renderer),
+    (ChunksOverdue, INTERNAL_ERROR, "internal", _overdue),
+    (StorageError, 502, "storage", _storage),
+    (BaseException, INTERNAL_ERROR, "internal", _ours),
+)
+
+
+def problem(error: BaseException) -> Problem:
     """The status and body for any failure of a render request, with its class in `errors`."""
     if isinstance(error, ChunkFailed):
-        return error.status, error.body  # the piece's own answer, passed on as it is
-    if isinstance(error, RenderError):
-        status, body = render_problem(error)
-    elif isinstance(error, StorageError):
-        status, body = storage_problem(error)
-    else:
-        status, body = INTERNAL_ERROR, error_body("The worker failed; this is our fault.", {"type": "InternalError"})
-    body["errors"] = {**body["errors"], "class": error_class(error)}
-    return status, body
+        return error.problem  # the range's own answer, passed on as it is
+    status, error_class, describe = next(
+        (status, error_class, describe) for kind, status, error_class, describe in _FAILURES if isinstance(error, kind)
+    )
+    message, details = describe(error)
+    return Problem(status, error_body(message, {**details, "class": error_class}))
+
+
+def failure(error: BaseException) -> Problem:
+    """`problem(error)`, counted in the `Failures` metric by class, and logged with its
+    traceback when it is a fault of ours."""
+    found = problem(error)
+    record_failure(found.error_class)
+    if found.status >= 500:
+        logger.exception("Render request failed", exc_info=error)
+    return found

@@ -1,171 +1,134 @@
-"""Chunks fanned out over parallel invocations of this function, on Lambda.
+"""Ranges of a chunked render sent to other invocations of this function, on Lambda.
 
-The coordinating invocation plans and splits (handler.service), then asks one invocation per
-range to render it; each uploads its piece under `jobs/chunks-<group>/` and keeps a marker
-there saying how far it has got (`{"progress": ...}`) and at the end how it went
-(`{"ok": ...}`). The coordinator waits for the markers, retries a piece that failed for a
-reason of ours once, fails as a whole render would on a script's error, gives up before its
-own timeout, downloads the pieces for the worker to join, and removes every piece.
+render/ plans and splits a chunked render, and calls `LambdaRanges` once per range (all at
+once). Each call stores the request under `jobs/chunks-<group>/` and invokes this function with
+a `renderChunk` event; that invocation (`render_chunk`) renders the range, uploads the piece
+there and keeps a marker saying how far it has got (`{"progress": ...}`) and at the end how it
+went (`{"ok": ...}`). The call waits for the marker, retries a range that failed for a reason
+of ours once, fails as a whole render would on a script's error, gives up at the render's
+deadline, downloads the piece for render/ to join, and removes everything it stored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from handler.errors import ChunkFailed, problem
-from handler.models import RenderRequest
-from handler.settings import Settings
+from pydantic import ValidationError
+
+from handler.errors import ChunkFailed, ChunksOverdue, Problem, problem
+from handler.models import RenderChunkEvent, RenderRequest
 from handler.storage import Storage, StorageError
-from render import RendererFailed, RenderError, RenderWorker
+from render import Progress, Range, RenderError, RenderSpec, render
 
-RENDER_CHUNK_ACTION = "renderChunk"
+if TYPE_CHECKING:
+    from handler.environment import Environment
+
 _POLL_SECONDS = 0.5
 # A chunk writes its progress to its marker at most this often.
 _PROGRESS_WRITE_SECONDS = 1.0
-# Failures of these classes may pass; a piece that failed so is asked for once more.
+# Failures of these classes may pass; a range that failed so is asked for once more.
 _TRANSIENT = ("storage", "internal")
 
 Invoke = Callable[[dict[str, Any]], None]
-ProgressCallback = Callable[[dict[str, Any]], None]
 
 
 def _prefix(group: str) -> str:
     return f"jobs/chunks-{group}/"
 
 
-def chunk_event(group: str, index: int, start: int, end: int) -> dict[str, Any]:
-    return {"action": RENDER_CHUNK_ACTION, "group": group, "index": index, "start": start, "end": end}
+class LambdaRanges:
+    """render/'s `run_range` on Lambda: each range rendered by its own invocation."""
 
+    def __init__(self, storage: Storage, invoke: Invoke) -> None:
+        self._storage = storage
+        self._invoke = invoke
 
-@contextlib.contextmanager
-def render_fanned_out(
-    request: RenderRequest,
-    ranges: list[tuple[int, int]],
-    frames: list[int],
-    storage: Storage,
-    invoke: Invoke,
-    deadline: float,
-    on_progress: ProgressCallback,
-) -> Iterator[list[Path]]:
-    """Have each range rendered by its own invocation; yield the pieces, in order, as files.
+    def __call__(self, work: Range) -> None:
+        assert work.spec.animations is not None
+        start, end = work.spec.animations
+        group = uuid.uuid4().hex
+        prefix = _prefix(group)
+        event = RenderChunkEvent(group=group, index=work.index, start=start, end=end).payload()
+        keys = [prefix + name for name in ("request.json", "marker.json", "piece.mp4")]
+        try:
+            request = {"codeContent": work.spec.code, "quality": work.spec.quality, "sceneName": work.spec.scene}
+            self._storage.write_json(prefix + "request.json", request)
+            self._invoke(event)
+            self._wait(prefix, event, work)
+            if not work.stopped.is_set():
+                self._storage.download(prefix + "piece.mp4", work.piece)
+        finally:
+            for key in keys:
+                with contextlib.suppress(StorageError):
+                    self._storage.delete(key)
 
-    `on_progress` is told, as pieces report, the chunks done and the animations and frames
-    drawn over all chunks (`frames` is the plan's count for each animation)."""
-    group = uuid.uuid4().hex
-    prefix = _prefix(group)
-    keys = [prefix + "request.json"]
-    try:
-        storage.write_json(prefix + "request.json", request.model_dump(by_alias=True, exclude={"run_async", "job_id"}))
-        events = [chunk_event(group, index, start, end) for index, (start, end) in enumerate(ranges)]
-        keys += [prefix + f"{index}.{suffix}" for index in range(len(ranges)) for suffix in ("json", "mp4")]
-        for event in events:
-            invoke(event)
-        _wait_for_pieces(storage, prefix, events, frames, invoke, deadline, on_progress)
-        with tempfile.TemporaryDirectory(prefix="chunks-") as folder:
-            pieces = [Path(folder) / f"{index}.mp4" for index in range(len(ranges))]
-            for index, piece in enumerate(pieces):
-                storage.download(prefix + f"{index}.mp4", piece)
-            yield pieces
-    finally:
-        for key in keys:
-            with contextlib.suppress(StorageError):
-                storage.delete(key)
-
-
-def _wait_for_pieces(
-    storage: Storage,
-    prefix: str,
-    events: list[dict[str, Any]],
-    frames: list[int],
-    invoke: Invoke,
-    deadline: float,
-    on_progress: ProgressCallback,
-) -> None:
-    pending = set(range(len(events)))
-    retried: set[int] = set()
-    # What each chunk has drawn: its last report while it runs, its whole range once done.
-    drawn = [{"animations": 0, "frames": 0} for _ in events]
-    reported: dict[str, int] = {}
-    while pending:
-        for index in sorted(pending):
-            marker = storage.read_json(prefix + f"{index}.json")
-            if marker is None:
-                continue
-            if "ok" not in marker:
-                drawn[index] = _counts(marker.get("progress"))
-                continue
-            if marker["ok"]:
-                pending.discard(index)
-                start, end = events[index]["start"], events[index]["end"]
-                drawn[index] = {"animations": end - start, "frames": sum(frames[start:end])}
-                continue
-            answer = marker["error"]
-            if answer.get("errors", {}).get("class") in _TRANSIENT and index not in retried:
-                retried.add(index)
-                drawn[index] = {"animations": 0, "frames": 0}
-                storage.delete(prefix + f"{index}.json")
-                invoke(events[index])
-                continue
-            raise ChunkFailed(answer)
-        progress = {
-            "animations": sum(counts["animations"] for counts in drawn),
-            "frames": sum(counts["frames"] for counts in drawn),
-            "chunks": len(events),
-            "chunksDone": len(events) - len(pending),
-        }
-        if progress != reported:
-            on_progress(progress)
-            reported = progress
-        if pending and time.monotonic() > deadline:
-            raise RendererFailed(f"{len(pending)} of {len(events)} chunks did not come back in time.")
-        if pending:
+    def _wait(self, prefix: str, event: dict[str, Any], work: Range) -> None:
+        """Until the range's marker says it is done; its progress is passed on meanwhile."""
+        retried = False
+        while not work.stopped.is_set():
+            marker = self._storage.read_json(prefix + "marker.json")
+            if marker is not None and "ok" not in marker:
+                work.on_progress(_progress(marker.get("progress")))
+            elif marker is not None and marker["ok"]:
+                return
+            elif marker is not None:
+                failed = Problem(int(marker["error"]["statusCode"]), {k: v for k, v in marker["error"].items() if k != "statusCode"})
+                if failed.error_class not in _TRANSIENT or retried:
+                    raise ChunkFailed(failed)
+                retried = True
+                work.on_progress(Progress())
+                self._storage.delete(prefix + "marker.json")
+                self._invoke(event)
+            if work.spec.deadline.passed():
+                raise ChunksOverdue(f"Chunk {work.index} did not come back in time.")
             time.sleep(_POLL_SECONDS)
 
 
-def _counts(progress: Any) -> dict[str, int]:
-    """The animation and frame counts of a chunk's progress report, whatever it holds."""
-    progress = progress if isinstance(progress, dict) else {}
-    return {key: int(progress.get(key) or 0) for key in ("animations", "frames")}
+def _progress(reported: Any) -> Progress:
+    """A chunk's progress report, or none if it is not one."""
+    try:
+        return Progress.model_validate(reported)
+    except ValidationError:
+        return Progress()
 
 
-def run_chunk(event: dict[str, Any], settings: Settings, storage: Storage, worker: RenderWorker, remaining_ms: int | None) -> dict[str, Any]:
+def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms: int | None) -> dict[str, Any]:
     """In a chunk's invocation: render the range (reporting progress in the marker), upload
     the piece, leave the final marker.
 
-    It never fans out again (the recursion guard): it calls the worker directly."""
-    prefix = _prefix(str(event["group"]))
-    index = int(event["index"])
-    marker_key = prefix + f"{index}.json"
-    request = RenderRequest.model_validate(storage.read_json(prefix + "request.json"))
+    It never sends a range elsewhere again (the recursion guard): it renders in its worker."""
+    storage, settings = environment.storage, environment.settings
+    prefix = _prefix(event.group)
+    marker_key = prefix + "marker.json"
     last_write = 0.0
 
-    def report(progress: dict[str, Any]) -> None:
+    def report(progress: Progress) -> None:
         nonlocal last_write
         if time.monotonic() - last_write < _PROGRESS_WRITE_SECONDS:
             return
         last_write = time.monotonic()
         with contextlib.suppress(StorageError):  # progress is a courtesy; the render goes on
-            storage.write_json(marker_key, {"progress": progress})
+            storage.write_json(marker_key, {"progress": progress.counts()})
 
     try:
-        with worker.render(
-            request.code_content,
+        stored = storage.read_json(prefix + "request.json") or {}
+        request = RenderRequest.model_validate(stored, context={"limits": settings.request_limits})
+        spec = RenderSpec(
+            code=request.code_content,
             quality=request.quality,
-            scene_name=request.scene_name,
-            limits=settings.render_limits(remaining_ms),
-            ranges=[(int(event["start"]), int(event["end"]))],
-            on_progress=report,
-        ) as video:
-            storage.put_video(video.path, prefix + f"{index}.mp4")
+            limits=settings.render_limits,
+            deadline=settings.render_deadline(remaining_ms),
+            scene=request.scene_name,
+            animations=(event.start, event.end),
+        )
+        with render(environment.worker, spec, on_progress=report) as video:
+            storage.put_video(video.path, prefix + "piece.mp4")
         marker: dict[str, Any] = {"ok": True}
     except (RenderError, StorageError) as error:
-        status, body = problem(error)
-        marker = {"ok": False, "error": {"statusCode": status, **body}}
+        marker = {"ok": False, "error": problem(error).answer()}
     storage.write_json(marker_key, marker)
-    return {"index": index, "ok": marker["ok"]}
+    return {"index": event.index, "ok": marker["ok"]}

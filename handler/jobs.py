@@ -9,18 +9,18 @@ rule expires them.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handler.errors import error_class, problem
-from handler.fanout import Invoke
+from handler.errors import failure
 from handler.models import RenderRequest
-from handler.observability import logger, record_failure
-from handler.service import render_and_store
-from handler.settings import Settings
+from handler.observability import logger
+from handler.pipeline import render_and_store
 from handler.storage import Storage
-from render import RenderWorker
+
+if TYPE_CHECKING:
+    from handler.environment import Environment
 
 Status = Literal["queued", "rendering", "uploading", "succeeded", "failed"]
 # Progress is written to the record at most this often while a job renders.
@@ -64,7 +64,7 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
         status="queued",
         created_at=now,
         updated_at=now,
-        request=request.model_dump(by_alias=True, exclude={"run_async", "job_id"}),
+        request=request.stored(),
     )
     if storage.create_json(job_key(job_id), record.model_dump(by_alias=True)):
         return record, True
@@ -83,23 +83,17 @@ def status_body(record: JobRecord, storage: Storage) -> dict[str, Any]:
     return body
 
 
-def run_job(
-    job_id: str,
-    settings: Settings,
-    storage: Storage,
-    worker: RenderWorker,
-    remaining_ms: int | None,
-    fan_out: Invoke | None = None,
-) -> None:
+def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> None:
     """Render a queued job and record how it went. A job that is not queued (a repeated
     delivery) is left alone. Faults of ours are recorded, then raised."""
+    storage = environment.storage
     record = load_job(storage, job_id)
     if record is None or record.status != "queued":
         logger.info("Job not queued; nothing to do", extra={"job_id": job_id})
         return
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(job_id=job_id)
-    request = RenderRequest.model_validate(record.request)
+    request = RenderRequest.model_validate(record.request, context={"limits": environment.settings.request_limits})
     last_write = 0.0
 
     def on_stage(stage: str, progress: dict[str, Any] | None) -> None:
@@ -112,13 +106,12 @@ def run_job(
         record.save(storage)
 
     try:
-        response = render_and_store(request, settings, storage, worker, remaining_ms, on_stage, fan_out)
+        response = render_and_store(environment, request, remaining_ms, on_stage)
     except Exception as error:
-        status, body = problem(error)
-        record_failure(error_class(error))
-        record.status, record.error = "failed", {"statusCode": status, **body}
+        failed = failure(error)
+        record.status, record.error = "failed", failed.answer()
         record.save(storage)
-        if status >= 500:
+        if failed.status >= 500:
             raise
         return
     record.status = "succeeded"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import time
 import uuid
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-DEFAULT_PORT = 3001
+from handler.settings import Settings
+
 # Lambda's longest timeout: a local invocation has as long as the longest real one.
 LOCAL_DEADLINE_SECONDS = 900
 
@@ -104,10 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_stored_video(self) -> bool:
         """The embedded store's URLs point here; serve the file if the path names one."""
-        from handler.app import get_storage
+        from handler.environment import current_environment
         from handler.storage import VIDEO_CONTENT_TYPE, LocalStorage
 
-        storage = get_storage()
+        storage = current_environment().storage
         path = urlsplit(self.path).path.lstrip("/")
         if not isinstance(storage, LocalStorage) or not path.startswith("videos/"):
             return False
@@ -126,13 +126,15 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
 
-def serve(port: int) -> None:
+def serve(settings: Settings, port: int) -> None:
     """Serve the handler's routes on `port` until interrupted."""
-    if not os.environ.get("S3_BUCKET_NAME"):
-        os.environ.setdefault("LOCAL_STORE_URL", f"http://127.0.0.1:{port}")
-    from handler.app import get_worker
+    from handler.environment import Environment, use_environment
 
-    get_worker()  # start the warm worker now, not on the first request
+    if not settings.bucket and not settings.local_store_url:  # the embedded store's URLs point here
+        settings = settings.model_copy(update={"local_store_url": f"http://127.0.0.1:{port}"})
+    environment = Environment.assemble(settings)
+    use_environment(environment)
+    environment.start_worker()  # now, not on the first request
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
     print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health)", flush=True)
     try:
@@ -149,12 +151,15 @@ def main(argv: list[str] | None = None) -> int:
     invoke_parser = commands.add_parser("invoke", help="invoke the handler once with an event file")
     invoke_parser.add_argument("event", type=Path)
     serve_parser = commands.add_parser("serve", help="serve the HTTP routes locally")
-    serve_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", DEFAULT_PORT)))
+    settings = Settings.from_env()
+    serve_parser.add_argument("--port", type=int, default=settings.local_port)
     args = parser.parse_args(argv)
-    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "manim-worker")
     if args.command == "serve":
-        serve(args.port)
+        serve(settings, args.port)
         return 0
+    from handler.environment import current_environment
+
+    current_environment().start_worker()  # as Lambda's init would, before the invocation
     result = invoke(json.loads(args.event.read_text(encoding="utf-8")))
     body = json.loads(result["body"]) if isinstance(result.get("body"), str) else result
     if "body" in result:

@@ -1,20 +1,42 @@
-"""The request and response bodies of the render API (seed-compatible, extended)."""
+"""What callers send and receive: the render API's bodies (seed-compatible, extended), and the
+events a direct invoke may carry, each named by its `action` (a render request has none)."""
 
 from __future__ import annotations
 
 import keyword
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
-from handler.settings import get_settings
+from handler.settings import RequestLimits
 
 Quality = Literal["-ql", "-qm", "-qh", "-qp", "-qk"]
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+JobId = Annotated[str, Field(pattern=JOB_ID_PATTERN, strict=True)]
+
+
+def _limits(info: ValidationInfo) -> RequestLimits:
+    """The deployment's limits, which every validation of a request must be given."""
+    limits = (info.context or {}).get("limits")
+    if not isinstance(limits, RequestLimits):
+        raise TypeError("a RenderRequest is validated with context={'limits': RequestLimits(...)}")
+    return limits
 
 
 class RenderRequest(BaseModel):
-    """`POST /api/render`, or a direct invoke's event. Unknown fields are ignored."""
+    """`POST /api/render`, or a direct invoke's event. Unknown fields are ignored.
+
+    Validate it with `context={"limits": settings.request_limits}`."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -23,21 +45,21 @@ class RenderRequest(BaseModel):
     scene_name: str | None = Field(None, alias="sceneName", strict=True)
     cache: bool = Field(True, strict=True)
     run_async: bool = Field(False, alias="async", strict=True)
-    job_id: str | None = Field(None, alias="jobId", pattern=JOB_ID_PATTERN, strict=True)
+    job_id: JobId | None = Field(None, alias="jobId")
     chunks: Annotated[int, Field(ge=1, strict=True)] | Literal["auto"] = 1
 
     @field_validator("chunks")
     @classmethod
-    def _within_chunk_limit(cls, chunks: int | str) -> int | str:
-        limit = get_settings().max_chunks
+    def _within_chunk_limit(cls, chunks: int | str, info: ValidationInfo) -> int | str:
+        limit = _limits(info).max_chunks
         if isinstance(chunks, int) and chunks > limit:
             raise ValueError(f"at most {limit} chunks (MAX_CHUNKS)")
         return chunks
 
     @field_validator("code_content")
     @classmethod
-    def _within_size_limit(cls, code: str) -> str:
-        limit = get_settings().max_code_bytes
+    def _within_size_limit(cls, code: str, info: ValidationInfo) -> str:
+        limit = _limits(info).max_code_bytes
         size = len(code.encode("utf-8"))
         if size > limit:
             raise ValueError(f"code is {size} bytes; the limit is {limit} bytes (MAX_CODE_BYTES)")
@@ -49,6 +71,10 @@ class RenderRequest(BaseModel):
         if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
             raise ValueError("sceneName must be a Python class name")
         return name
+
+    def stored(self) -> dict[str, Any]:
+        """The request as kept for a later invocation to run (a job, a chunk)."""
+        return self.model_dump(by_alias=True, exclude={"run_async", "job_id"})
 
 
 class Timings(BaseModel):
@@ -80,3 +106,61 @@ class RenderResponse(BaseModel):
     def body(self) -> dict[str, object]:
         """The JSON body, with the API's field names."""
         return self.model_dump(by_alias=True)
+
+
+# Direct invokes other than a render. Every action name the function answers is here.
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+    def payload(self) -> dict[str, Any]:
+        """The event as sent to an invocation."""
+        return self.model_dump(by_alias=True)
+
+
+class StatusEvent(_Event):
+    """`{"action": "status", "jobId": ...}`: a job's status, as `GET /api/render/status/{jobId}`."""
+
+    action: Literal["status"] = "status"
+    job_id: JobId = Field(alias="jobId")
+
+
+class RunJobEvent(_Event):
+    """This function's own invocation that runs an async job."""
+
+    action: Literal["runJob"] = "runJob"
+    job_id: JobId = Field(alias="jobId")
+
+
+class RenderChunkEvent(_Event):
+    """This function's own invocation that renders one range of a chunked render; the
+    request it belongs to is stored under the group's prefix."""
+
+    action: Literal["renderChunk"] = "renderChunk"
+    group: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", strict=True)]
+    index: Annotated[int, Field(ge=0, strict=True)]
+    start: Annotated[int, Field(ge=0, strict=True)]
+    end: Annotated[int, Field(ge=1, strict=True)]
+
+
+def _action(event: Any) -> str | None:
+    if not isinstance(event, dict):
+        return None
+    return event.get("action", "render") if isinstance(event.get("action", "render"), str) else None
+
+
+DirectInvoke = Annotated[
+    Annotated[RenderRequest, Tag("render")]
+    | Annotated[StatusEvent, Tag("status")]
+    | Annotated[RunJobEvent, Tag("runJob")]
+    | Annotated[RenderChunkEvent, Tag("renderChunk")],
+    Discriminator(_action, custom_error_type="invalid_action", custom_error_message="Unknown or missing action"),
+]
+DIRECT_INVOKE: TypeAdapter[DirectInvoke] = TypeAdapter(DirectInvoke)
+
+
+def event_errors(error: ValidationError) -> list[dict[str, Any]]:
+    """A direct invoke's validation errors, each located in the event as sent (pydantic
+    puts the event's action first)."""
+    return [{**found, "loc": found["loc"][1:]} for found in error.errors()]

@@ -1,19 +1,20 @@
 """Logs, metrics and traces, through Powertools; one instance of each for the whole handler.
 
-Namespace and service come from the environment (the template sets them); these defaults
-serve local runs.
+Namespace and service are settings (the template sets them; the defaults serve local runs).
 """
 
 from __future__ import annotations
 
-import os
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "manim-worker")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ManimWorker")
+from handler.settings import Settings
+
+_settings = Settings.from_env()
+SERVICE = _settings.service_name
+NAMESPACE = _settings.metrics_namespace
 
 # A request that renders nothing (health, a bad request) has no metrics; that is not news.
 warnings.filterwarnings("ignore", "No application metrics to publish")

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from render import RenderLimits
+from render import Deadline, RenderLimits
 
 # Used when no Lambda deadline bounds a render (the local server, `make run`).
 LOCAL_RENDER_TIMEOUT_SECONDS = 600.0
-# The shortest time limit a render is given, however little time the invocation has left.
-MIN_RENDER_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The limits a render request is validated against (given to pydantic as its context)."""
+
+    max_code_bytes: int
+    max_chunks: int
 
 
 class Settings(BaseModel):
@@ -43,6 +49,9 @@ class Settings(BaseModel):
     runtime_api: str | None = Field(None, alias="AWS_LAMBDA_RUNTIME_API", repr=False)
     api_token: str | None = Field(None, alias="API_TOKEN", repr=False)
     api_token_parameter: str | None = Field(None, alias="API_TOKEN_PARAMETER")
+    service_name: str = Field("manim-worker", alias="POWERTOOLS_SERVICE_NAME")
+    metrics_namespace: str = Field("ManimWorker", alias="POWERTOOLS_METRICS_NAMESPACE")
+    local_port: int = Field(3001, alias="PORT", ge=1, le=65535)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -50,15 +59,15 @@ class Settings(BaseModel):
         aliases = {field.alias for field in cls.model_fields.values()}
         return cls.model_validate({key: value for key, value in os.environ.items() if key in aliases and value})
 
-    def render_timeout(self, remaining_ms: int | None) -> float:
-        """The render's time limit: the setting, but never past the invocation's deadline
-        less the time kept back for the upload."""
+    def render_deadline(self, remaining_ms: int | None) -> Deadline:
+        """When a render started now must be done: after the setting, but never past the
+        invocation's deadline less the time kept back for the upload."""
         if remaining_ms is None:
-            return self.render_timeout_seconds or LOCAL_RENDER_TIMEOUT_SECONDS
+            return Deadline.after(self.render_timeout_seconds or LOCAL_RENDER_TIMEOUT_SECONDS)
         budget = remaining_ms / 1000 - self.upload_margin_seconds
         if self.render_timeout_seconds is not None:
             budget = min(budget, self.render_timeout_seconds)
-        return max(budget, MIN_RENDER_TIMEOUT_SECONDS)
+        return Deadline.after(max(budget, Deadline.MIN_SECONDS))
 
     @property
     def dispatches_to_lambda(self) -> bool:
@@ -67,18 +76,16 @@ class Settings(BaseModel):
             return self.runtime_api is not None and self.function_name is not None
         return self.job_dispatch == "lambda"
 
-    def render_limits(self, remaining_ms: int | None) -> RenderLimits:
-        """The limits of one render job started with `remaining_ms` left in the invocation."""
+    @property
+    def render_limits(self) -> RenderLimits:
+        """What each process of a render may use."""
         return RenderLimits(
-            timeout_seconds=self.render_timeout(remaining_ms),
             memory_mb=self.render_memory_mb,
             max_output_mb=self.render_max_output_mb,
             max_processes=self.render_max_processes,
             max_open_files=self.render_max_open_files,
         )
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    """The settings of this execution environment (read at first use, then kept)."""
-    return Settings.from_env()
+    @property
+    def request_limits(self) -> RequestLimits:
+        return RequestLimits(max_code_bytes=self.max_code_bytes, max_chunks=self.max_chunks)

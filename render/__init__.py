@@ -1,14 +1,17 @@
-"""The Manim engine: scene discovery, rendering in a job folder, error extraction.
+"""The Manim engine: scene discovery, rendering in a contained worker, chunking, error extraction.
 
-It knows Manim, processes and files, and nothing of AWS, HTTP or storage, so it can be
-used and tested on its own.
+It knows Manim, processes and files, and nothing of AWS, HTTP or storage, so it can be used and
+tested on its own. This module is its front: `render(worker, spec, ...)` is the one call that
+renders, and handler/ imports nothing from render/ but what is named here.
 """
 
 from importlib.metadata import version
 
+from render.client import QUALITY_FLAGS, WorkerClient
+from render.engine import Range, Rendered, RenderSpec, RunRange, render
 from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
-from render.job import FRAME_RATES, QUALITY_FLAGS, RenderedVideo, RenderWorker
-from render.sandbox import RenderLimits
+from render.limits import Deadline, RenderLimits
+from render.messages import Progress
 from render.scenes import choose_scene, find_scenes
 
 # Part of the result cache's key: change it when a change of the worker changes videos.
@@ -17,19 +20,24 @@ WORKER_VERSION = "1"
 MANIM_VERSION = version("manim")
 
 __all__ = [
-    "FRAME_RATES",
     "MANIM_VERSION",
     "QUALITY_FLAGS",
     "WORKER_VERSION",
+    "Deadline",
+    "Progress",
+    "Range",
     "RenderError",
     "RenderLimits",
+    "RenderSpec",
     "RenderTimeout",
-    "RenderWorker",
-    "RenderedVideo",
+    "Rendered",
     "RendererFailed",
     "ResourceLimitExceeded",
+    "RunRange",
     "ScriptError",
     "ToolMissing",
+    "WorkerClient",
     "choose_scene",
     "find_scenes",
+    "render",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from render.limits import RenderLimits
+
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 
 
@@ -69,21 +71,28 @@ class ResourceLimitExceeded(RenderError):
     """The render went past one of its resource limits (memory, CPU time, output, processes,
     open files) and was stopped."""
 
+    # Each limit's name in a sentence, the RenderLimits field that sets it, and its unit.
     _DESCRIPTIONS = {
-        "memory": ("memory", "memory_mb", "MB", "RENDER_MEMORY_MB"),
-        "cpu": ("CPU time", "timeout_seconds", "s", "RENDER_TIMEOUT_SECONDS"),
-        "output": ("output size", "max_output_mb", "MB", "RENDER_MAX_OUTPUT_MB"),
-        "processes": ("process count", "max_processes", "", "RENDER_MAX_PROCESSES"),
-        "open_files": ("open files", "max_open_files", "", "RENDER_MAX_OPEN_FILES"),
+        "memory": ("memory", "memory_mb", "MB"),
+        "output": ("output size", "max_output_mb", "MB"),
+        "processes": ("process count", "max_processes", ""),
+        "open_files": ("open files", "max_open_files", ""),
     }
 
-    def __init__(self, limit: str, limits: Any) -> None:
-        name, field, unit, setting = self._DESCRIPTIONS.get(limit, (limit, "", "", ""))
-        value = getattr(limits, field, None)
-        amount = f" of {value:g}{(' ' + unit) if unit else ''}" if isinstance(value, (int, float)) else ""
-        super().__init__(f"The render exceeded its {name} limit{amount} ({setting}) and was stopped.")
+    def __init__(self, limit: str, limits: RenderLimits, timeout_seconds: float) -> None:
+        if limit == "cpu":
+            self.what, self.value, self.unit = "CPU time", float(timeout_seconds), "s"
+        else:
+            self.what, field, self.unit = self._DESCRIPTIONS.get(limit, (limit, "", ""))
+            self.value = getattr(limits, field, None)
         self.limit = limit
-        self.value = value
+        super().__init__(self.describe())
+
+    def describe(self, setting: str | None = None) -> str:
+        """The sentence for the caller, naming the deployment's `setting` for it if given."""
+        amount = f" of {self.value:g}{(' ' + self.unit) if self.unit else ''}" if self.value is not None else ""
+        named = f" ({setting})" if setting else ""
+        return f"The render exceeded its {self.what} limit{amount}{named} and was stopped."
 
     def details(self) -> dict[str, Any]:
         return {"type": "ResourceLimitExceeded", "limit": self.limit, "value": self.value}

@@ -13,32 +13,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import select
 import shutil
 import signal
-import socket
 import tempfile
-import threading
 import time
 from collections import OrderedDict
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 from render.errors import strip_ansi
-from render.sandbox import (
-    RenderLimits,
-    apply_limits,
-    clean_environment,
-    descendants,
-    die_with_parent,
-    remove_tree,
-    signal_all,
-)
+from render.limits import Deadline, RenderLimits
+from render.messages import TEX_ANSWER, Channel, TexAnswer, TexRequest
+from render.sandbox import apply_limits, clean_environment, descendants, die_with_parent, remove_tree, signal_all
 
 _MAX_ENTRIES = 2048
-_MAX_SOURCE_BYTES = 256 * 1024
 _ERROR_TAIL = 3000
+# The largest compiled formula passed back (from the compiler to the worker, and to a part).
+TEX_ANSWER_LIMIT = 16 * 1024 * 1024
 
 # The programs Manim runs to turn LaTeX into SVG (MathTex, Tex, axis numbers). Providing them
 # is the deployment's job: a render that finds one missing fails by our fault, not the script's.
@@ -50,18 +41,18 @@ def find_tools() -> dict[str, bool]:
     return {tool: shutil.which(tool) is not None for tool in RENDER_TOOLS}
 
 
-def missing_tool(request: dict[str, Any]) -> str | None:
+def missing_tool(request: TexRequest) -> str | None:
     """The first render tool that compiling `request` would run and that is not on PATH.
 
     Checked before compiling: once a tool has failed to start, its error reads like any other
     LaTeX failure, which is the script's.
     """
-    needed = [*request["compilers"], "dvisvgm"]
+    needed = [*request.compilers, "dvisvgm"]
     return next((tool for tool in needed if tool in RENDER_TOOLS and shutil.which(tool) is None), None)
 
 
-def _key(request: dict[str, Any]) -> str:
-    material = json.dumps([request["source"], request["compilers"], request["format"]])
+def _key(request: TexRequest) -> str:
+    material = json.dumps([request.source, request.compilers, request.format])
     return hashlib.sha256(material.encode()).hexdigest()
 
 
@@ -75,33 +66,31 @@ class TexCache:
         self.hits = 0
         self.misses = 0
 
-    def answer(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """The SVG for a job's request, from memory or compiled now with the job frozen; an
-        answer naming `missingTool` says the worker lacks a render tool the request needs."""
-        if not _valid(request):
-            return {"error": "malformed LaTeX request"}
+    def answer(self, request: TexRequest, deadline: float) -> tuple[TexAnswer, str | None]:
+        """The SVG for a part's request, from memory or compiled now with the part frozen;
+        and the render tool the request needs that the worker lacks, if any."""
         key = _key(request)
         if key in self._entries:
             self.hits += 1
             self._entries.move_to_end(key)
-            return {"svg": self._entries[key]}
+            return TexAnswer(svg=self._entries[key]), None
         tool = missing_tool(request)
         if tool is not None:
-            return {"error": f"{tool} is not installed on the render worker", "missingTool": tool}
+            return TexAnswer(error=f"{tool} is not installed on the render worker"), tool
         self.misses += 1
         frozen = _freeze_descendants()
         try:
             answer = self._compile(request, deadline)
         finally:
             signal_all(frozen, signal.SIGCONT)
-        if "svg" in answer:
-            self._entries[key] = answer["svg"]
+        if answer.svg is not None:
+            self._entries[key] = answer.svg
             if len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
-        return answer
+        return answer, None
 
-    def _compile(self, request: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """Compile in a forked, limited process; its output comes back through a pipe."""
+    def _compile(self, request: TexRequest, deadline: float) -> TexAnswer:
+        """Compile in a forked, limited process; its answer comes back through a pipe."""
         self._work_dir.mkdir(parents=True, exist_ok=True)
         folder = Path(tempfile.mkdtemp(prefix="tex-", dir=self._work_dir))
         reader, writer = os.pipe()
@@ -110,11 +99,14 @@ class TexCache:
             os.close(reader)
             _compile_in_child(request, folder, writer, deadline)
         os.close(writer)
+        answers = Channel(reader, None, limit=TEX_ANSWER_LIMIT)
         try:
-            return _collect(pid, reader, deadline)
+            answer = answers.receive(TEX_ANSWER, deadline)
+        except Exception:  # noqa: BLE001 - a broken answer is a failed compile
+            answer = None
         finally:
-            os.close(reader)
-            # Only the compiler's own process group (it called setsid): the job's processes,
+            answers.close()
+            # Only the compiler's own process group (it called setsid): the part's processes,
             # frozen or exited and waiting to be reaped with their status, are the worker's.
             for kill in (os.killpg, os.kill):  # the group, and the compiler if it had none yet
                 try:
@@ -123,16 +115,9 @@ class TexCache:
                     pass
             os.waitpid(pid, 0)
             remove_tree(folder)
-
-
-def _valid(request: dict[str, Any]) -> bool:
-    return (
-        isinstance(request.get("source"), str)
-        and len(request["source"].encode()) <= _MAX_SOURCE_BYTES
-        and isinstance(request.get("compilers"), list)
-        and all(isinstance(name, str) for name in request["compilers"])
-        and request.get("format") in (".dvi", ".xdv", ".pdf")
-    )
+        if answer is None and time.monotonic() >= deadline:
+            return TexAnswer(error="LaTeX did not finish within the render's time limit")
+        return answer or TexAnswer(error="LaTeX compilation failed")
 
 
 def _freeze_descendants() -> list[int]:
@@ -147,27 +132,7 @@ def _freeze_descendants() -> list[int]:
         frozen.extend(running)
 
 
-def _collect(pid: int, reader: int, deadline: float) -> dict[str, Any]:
-    """Read the compiler's answer until it exits or the job's time is up."""
-    chunks: list[bytes] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return {"error": "LaTeX did not finish within the render's time limit", "timeout": True}
-        ready, _, _ = select.select([reader], [], [], remaining)
-        if not ready:
-            continue
-        data = os.read(reader, 1 << 16)
-        if not data:
-            break
-        chunks.append(data)
-    try:
-        return json.loads(b"".join(chunks))
-    except ValueError:
-        return {"error": "LaTeX compilation failed"}
-
-
-def _compile_in_child(request: dict[str, Any], folder: Path, writer: int, deadline: float) -> None:
+def _compile_in_child(request: TexRequest, folder: Path, writer: int, deadline: float) -> NoReturn:
     """In the forked compiler: write the source, run Manim's LaTeX steps, send the SVG."""
     try:
         os.setsid()
@@ -179,7 +144,7 @@ def _compile_in_child(request: dict[str, Any], folder: Path, writer: int, deadli
         log = os.open(folder / "compile.log", os.O_WRONLY | os.O_CREAT, 0o600)
         os.dup2(log, 1)
         os.dup2(log, 2)
-        apply_limits(replace(RenderLimits(), timeout_seconds=max(1.0, deadline - time.monotonic())))
+        apply_limits(RenderLimits(), Deadline(deadline).seconds_left())
         from manim import config
         from manim.utils.tex_file_writing import compile_tex, convert_to_svg
 
@@ -187,45 +152,26 @@ def _compile_in_child(request: dict[str, Any], folder: Path, writer: int, deadli
         tex_dir = config.get_dir("tex_dir")
         tex_dir.mkdir(parents=True, exist_ok=True)
         tex_file = tex_dir / "formula.tex"
-        tex_file.write_text(request["source"], encoding="utf-8")
-        compilers = request["compilers"]
-        dvi = compile_tex(tex_file, compilers[0] if len(compilers) == 1 else compilers, request["format"])
-        answer = {"svg": convert_to_svg(dvi, request["format"]).read_text(encoding="utf-8")}
+        tex_file.write_text(request.source, encoding="utf-8")
+        compilers = request.compilers
+        dvi = compile_tex(tex_file, compilers[0] if len(compilers) == 1 else compilers, request.format)
+        answer = TexAnswer(svg=convert_to_svg(dvi, request.format).read_text(encoding="utf-8"))
     except BaseException as error:  # noqa: BLE001 - every failure is reported, none escapes
         details = ""
         try:
             details = strip_ansi((folder / "compile.log").read_text(errors="replace"))[-_ERROR_TAIL:]
         except OSError:
             pass
-        answer = {"error": f"{error}\n{details}".strip()}
-    with os.fdopen(writer, "wb") as out:
-        out.write(json.dumps(answer).encode())
-    os._exit(0)
+        answer = TexAnswer(error=f"{error}\n{details}".strip())
+    try:
+        Channel(None, writer, limit=TEX_ANSWER_LIMIT).send(answer)
+    finally:
+        os._exit(0)
 
 
-class TexChannel:
-    """The job's side of its connection to the worker: LaTeX requests (answered), progress
-    and the final report (not answered). Safe to use from several threads."""
-
-    def __init__(self, connection: socket.socket) -> None:
-        self._connection = connection
-        self._reader = connection.makefile("rb")
-        self._sending = threading.Lock()
-
-    def send(self, message: dict[str, Any]) -> None:
-        with self._sending:
-            self._connection.sendall(json.dumps(message).encode() + b"\n")
-
-    def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        self.send(message)
-        line = self._reader.readline()
-        if not line:
-            raise RuntimeError("the render worker closed the LaTeX channel")
-        return json.loads(line)
-
-
-def install_tex_client(channel: TexChannel) -> None:
-    """Route Manim's `tex_to_svg_file` through the worker, keeping its signature and results."""
+def install_tex_client(channel: Channel) -> None:
+    """In a part: route Manim's `tex_to_svg_file` through the worker, keeping its signature
+    and results."""
     from manim import config
     from manim.mobject.text import tex_mobject
     from manim.utils.tex import TexTemplate
@@ -238,21 +184,22 @@ def install_tex_client(channel: TexChannel) -> None:
         else:
             source = template.get_texcode_for_expression(expression)
         compilers = template.tex_compiler
-        answer = channel.request(
-            {
-                "tex": {
-                    "source": source,
-                    "compilers": [compilers] if isinstance(compilers, str) else list(compilers),
-                    "format": template.output_format,
-                }
-            }
+        channel.send(
+            TexRequest(
+                source=source,
+                compilers=[compilers] if isinstance(compilers, str) else list(compilers),
+                format=template.output_format,
+            )
         )
-        if "svg" not in answer:
-            raise ValueError(f"LaTeX could not compile {expression!r}: {answer.get('error', 'unknown error')}")
+        answer = channel.receive(TEX_ANSWER)
+        if answer is None:
+            raise RuntimeError("the render worker closed the LaTeX channel")
+        if answer.svg is None:
+            raise ValueError(f"LaTeX could not compile {expression!r}: {answer.error or 'unknown error'}")
         tex_dir = config.get_dir("tex_dir")
         tex_dir.mkdir(parents=True, exist_ok=True)
         svg_file = tex_dir / f"{tex_hash(source)}.svg"
-        svg_file.write_text(answer["svg"], encoding="utf-8")
+        svg_file.write_text(answer.svg, encoding="utf-8")
         return svg_file
 
     tex_mobject.tex_to_svg_file = tex_to_svg_file

@@ -17,8 +17,9 @@ import signal
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
+
+from render.limits import RenderLimits
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
@@ -28,17 +29,6 @@ _PR_SET_NO_NEW_PRIVS = 38
 # Environment variables a render may inherit; everything else (credentials, the Lambda
 # runtime API, the worker's settings) is dropped.
 _INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "FONTCONFIG_PATH", "FONTCONFIG_FILE")
-
-
-@dataclass(frozen=True)
-class RenderLimits:
-    """What one render job may use."""
-
-    timeout_seconds: float = 600.0
-    memory_mb: int = 2048
-    max_output_mb: int = 512
-    max_processes: int = 64
-    max_open_files: int = 256
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -91,9 +81,10 @@ def clean_environment(home: Path, extra: dict[str, str] | None = None) -> dict[s
     return env
 
 
-def apply_limits(limits: RenderLimits) -> None:
-    """Set this process's rlimits; they pass to everything it starts."""
-    cpu = int(limits.timeout_seconds) + 1
+def apply_limits(limits: RenderLimits, timeout_seconds: float) -> None:
+    """Set this process's rlimits, CPU time from its time limit; they pass to everything it
+    starts."""
+    cpu = int(timeout_seconds) + 1
     settings = {
         resource.RLIMIT_CPU: (cpu, cpu + 5),
         resource.RLIMIT_AS: (limits.memory_mb * 1024 * 1024,) * 2,

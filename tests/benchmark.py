@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from render import RenderLimits, RenderWorker
+from render import Deadline, RenderLimits, WorkerClient, choose_scene
 from render.chunks import join, split
 from tests.services import free_ports, lambda_runtime, readable_tempdir, stage_task_root
 
@@ -129,7 +129,7 @@ def _cpu_seconds(pid: int) -> float:
     return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
-def _timed(worker: RenderWorker, action: Callable[[], object]) -> tuple[float, float]:
+def _timed(worker: WorkerClient, action: Callable[[], object]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the worker and its jobs) that `action` takes."""
     assert worker.pid is not None
     cpu, started = _cpu_seconds(worker.pid), time.perf_counter()
@@ -142,21 +142,25 @@ def chunk_cost_figures(runs: int) -> None:
     render's CPU against its wall time (how many cores it already keeps busy), 2 chunks in
     parallel here, and each chunk alone, as each runs on Lambda in an environment of its own."""
     work = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    worker = RenderWorker(work)
+    worker = WorkerClient(work)
     worker.start()
-    limits = RenderLimits(timeout_seconds=600)
+    scene = choose_scene(LONG)
+
+    def options(quality: str) -> dict:
+        return {"scene": scene, "quality": quality, "limits": RenderLimits(), "deadline": Deadline.after(600)}
+
     print(f"\n{'15 s scene, worker only':24} {'whole (s)':>10} {'cores':>6} {'2 here (s)':>11} {'each alone (s)':>15}"
           f" {'join (s)':>9} {'own envs (s)':>13} {'ratio':>6}")
     try:
         for quality in ("-ql", "-qm"):
             def render(ranges: list[tuple[int, int]] | None = None, keep: Path | None = None) -> None:
-                with worker.render(LONG, quality=quality, limits=limits, ranges=ranges) as video:
+                with worker.render(LONG, ranges=ranges, **options(quality)) as path:
                     if keep is not None:
-                        shutil.copyfile(video.path, keep)
+                        shutil.copyfile(path, keep)
 
             with tempfile.TemporaryDirectory(prefix="bench-chunks-") as folder:
                 started = time.perf_counter()
-                plan = worker.plan(LONG, quality=quality, limits=limits, scratch=Path(folder))
+                plan = worker.plan(LONG, scratch=Path(folder), **options(quality))
                 plan_seconds = time.perf_counter() - started
                 ranges = split(plan.frames, 2)
                 whole = [_timed(worker, render) for _ in range(runs)]

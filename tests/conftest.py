@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from handler.app import get_storage, get_worker
-from handler.settings import Settings, get_settings
-from render import RenderWorker
+from handler.environment import Environment, use_environment
+from handler.settings import Settings
+from render import WorkerClient
 from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
@@ -35,42 +35,37 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("worker")
 
 
+@pytest.fixture(scope="session")
+def worker(work_dir: Path) -> Iterator[WorkerClient]:
+    """The warm worker every test's environment shares (started by its first task)."""
+    client = WorkerClient(work_dir)
+    yield client
+    client.close()
+
+
 @pytest.fixture(autouse=True)
-def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, work_dir: Path) -> Iterator[None]:
-    """No setting leaks in from the machine or from another test; the store in tmp."""
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, work_dir: Path, worker: WorkerClient) -> Iterator[None]:
+    """No setting leaks in from the machine or from another test; the store in tmp; the
+    handler's environment assembled from these settings, with the shared worker."""
     for name in _SETTING_NAMES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RENDER_WORK_DIR", str(work_dir))
     monkeypatch.setenv("LOCAL_STORE_DIR", str(tmp_path / "store"))
-    get_settings.cache_clear()
-    get_storage.cache_clear()
+    use_environment(Environment.assemble(Settings.from_env(), worker=worker))
     yield
-    get_settings.cache_clear()
-    get_storage.cache_clear()
-
-
-@pytest.fixture(scope="session")
-def worker(work_dir: Path) -> Iterator[RenderWorker]:
-    """The handler's warm worker, shared by the session's tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("RENDER_WORK_DIR", str(work_dir))
-        get_settings.cache_clear()
-        started = get_worker()
-    yield started
-    started.close()
-    get_worker.cache_clear()
+    use_environment(None)
 
 
 @pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
-    """Set environment settings for this test and return the settings the worker now sees."""
+def configure(monkeypatch: pytest.MonkeyPatch, worker: WorkerClient) -> Callable[..., Environment]:
+    """Set environment settings for this test and return the environment the handler now serves with."""
 
-    def apply(**values: str) -> Settings:
+    def apply(**values: str) -> Environment:
         for name, value in values.items():
             monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        get_storage.cache_clear()
-        return get_settings()
+        environment = Environment.assemble(Settings.from_env(), worker=worker)
+        use_environment(environment)
+        return environment
 
     return apply
 

@@ -173,12 +173,15 @@ def test_direct_invoke_client_errors_come_back_with_a_status(local_store):
 
 
 def test_render_timeout_follows_the_invocation_deadline(configure):
-    settings = configure(UPLOAD_MARGIN_SECONDS="15")
-    assert settings.render_timeout(remaining_ms=100_000) == 85
-    assert settings.render_timeout(remaining_ms=None) == 600
-    settings = configure(RENDER_TIMEOUT_SECONDS="30")
-    assert settings.render_timeout(remaining_ms=100_000) == 30
-    assert settings.render_timeout(remaining_ms=10_000) == 1  # never zero or negative
+    def seconds(deadline) -> int:
+        return round(deadline.seconds_left())
+
+    settings = configure(UPLOAD_MARGIN_SECONDS="15").settings
+    assert seconds(settings.render_deadline(remaining_ms=100_000)) == 85
+    assert seconds(settings.render_deadline(remaining_ms=None)) == 600
+    settings = configure(RENDER_TIMEOUT_SECONDS="30").settings
+    assert seconds(settings.render_deadline(remaining_ms=100_000)) == 30
+    assert seconds(settings.render_deadline(remaining_ms=10_000)) == 1  # never zero or negative
 
 
 def test_chunks_render_the_same_video_in_parts(local_store):

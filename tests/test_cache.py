@@ -7,9 +7,10 @@ import time
 import pytest
 
 import handler.cache
-from handler.app import get_storage, lambda_handler
-from handler.cache import cache_key, normalise
+from handler.app import lambda_handler
+from handler.cache import acquire_lease, cache_key, lease_key, normalise, release_lease
 from handler.local import LocalContext
+from handler.storage import LocalStorage
 from tests import scripts
 from tests.test_storage import BUCKET, s3  # noqa: F401 - the moto S3 fixture
 
@@ -81,10 +82,32 @@ def test_identical_requests_arriving_together_render_once(local_store):
 
 @pytest.mark.usefixtures("local_store")
 def test_a_hit_on_s3_costs_one_head_request(s3, configure):  # noqa: F811 - the fixture
-    configure(S3_BUCKET_NAME=BUCKET)
+    storage = configure(S3_BUCKET_NAME=BUCKET).storage
     render()
     calls: list[str] = []
-    get_storage()._client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    storage._client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
     hit = render()
     assert hit["cached"] is True
     assert calls == ["HeadObject"]
+
+
+def test_a_request_releases_only_the_lease_it_holds(tmp_path):
+    storage = LocalStorage(tmp_path)
+    video = "videos/abc/Scene.mp4"
+    holder = acquire_lease(storage, video, ttl_seconds=60)
+    assert holder is not None and holder.held
+    # A request that gives up waiting renders without the lease; releasing it leaves the holder's.
+    impatient = acquire_lease(storage, video, ttl_seconds=0.3)
+    assert impatient is not None and not impatient.held
+    release_lease(storage, impatient)
+    assert storage.read_json(lease_key(video)) == {"owner": holder.owner, "expiresAt": pytest.approx(time.time() + 60, abs=5)}
+    # A lease that outlived its time is broken by the next request; its late release leaves the new one.
+    release_lease(storage, holder)
+    stale = acquire_lease(storage, video, ttl_seconds=0.2)
+    time.sleep(0.3)
+    successor = acquire_lease(storage, video, ttl_seconds=60)
+    assert stale is not None and successor is not None and successor.held
+    release_lease(storage, stale)
+    assert storage.read_json(lease_key(video))["owner"] == successor.owner
+    release_lease(storage, successor)
+    assert storage.read_json(lease_key(video)) is None

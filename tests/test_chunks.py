@@ -3,12 +3,16 @@
 import numpy as np
 import pytest
 
-from render import RenderLimits, ScriptError
+from render import Deadline, RenderLimits, RenderSpec, ScriptError, render
 from render.chunks import choose_chunks, split
 from tests.chunk_scenes import SCENES
 from tests.video import decode
 
-LIMITS = RenderLimits(timeout_seconds=120)
+
+
+def low(scene: str) -> dict:
+    """The worker client's arguments for a -ql render of `scene` with two minutes to go."""
+    return {"scene": scene, "quality": "-ql", "limits": RenderLimits(), "deadline": Deadline.after(120)}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -20,15 +24,17 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("chunks", [2, 3])
 def test_chunked_equals_whole_frame_for_frame(worker, tmp_path, name, chunks):
     code, scene = SCENES[name]
-    with worker.render(code, quality="-ql", limits=LIMITS, scene_name=scene) as video:
-        whole = decode(video.path)
-    plan = worker.plan(code, quality="-ql", limits=LIMITS, scratch=tmp_path, scene_name=scene)
+    with worker.render(code, **low(scene)) as path:
+        whole = decode(path)
+    plan = worker.plan(code, scratch=tmp_path, **low(scene))
     assert plan.soundtrack is None
     frames = plan.frames
     assert sum(frames) == len(whole.frames)
     ranges = split(frames, chunks)
     assert len(ranges) == chunks
-    with worker.render(code, quality="-ql", limits=LIMITS, scene_name=scene, ranges=ranges) as video:
+    # render/'s front plans and splits the same way, and renders the ranges side by side.
+    spec = RenderSpec(code, "-ql", RenderLimits(), Deadline.after(120), scene=scene)
+    with render(worker, spec, chunks=chunks) as video:
         assert video.chunks == chunks
         chunked = decode(video.path)
     assert len(chunked.frames) == len(whole.frames)
@@ -62,9 +68,9 @@ def test_auto_chooses_from_the_plan_and_the_limit():
 def test_a_script_error_in_a_chunk_fails_the_render_with_that_error(worker, tmp_path):
     code = SCENES["updater-dt"][0].replace("self.wait(0.5)", "self.wait(0.5)\n        undefined_name")
     with pytest.raises(ScriptError) as planned:
-        worker.plan(code, quality="-ql", limits=LIMITS, scratch=tmp_path, scene_name="Spinner")  # planning runs construct
+        worker.plan(code, scratch=tmp_path, **low("Spinner"))  # planning runs construct
     with pytest.raises(ScriptError) as rendered:
-        with worker.render(code, quality="-ql", limits=LIMITS, scene_name="Spinner", ranges=[(0, 2), (2, 5)]):
+        with worker.render(code, ranges=[(0, 2), (2, 5)], **low("Spinner")):
             pass
     for caught in (planned, rendered):
         assert (caught.value.error_type, caught.value.line) == ("NameError", 13)
@@ -97,14 +103,50 @@ def test_pieces_a_script_forged_are_parsed_only_in_a_contained_job(worker, tmp_p
     # The join reads what scripts wrote, so it runs in a job without credentials, and a
     # forged piece is the script's error (422), not a fault of the handler.
     with pytest.raises(ScriptError) as caught:
-        with worker.render(FORGED_PIECES, quality="-ql", limits=LIMITS, ranges=[(0, 1), (1, 2)]):
+        with worker.render(FORGED_PIECES, ranges=[(0, 1), (1, 2)], **low("Forger")):
             pass
     assert caught.value.error_type == "InvalidDataError"
     forged = tmp_path / "forged.mp4"
     forged.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\xff" * 4000)
     with pytest.raises(ScriptError):
-        with worker.join([forged, forged], scene_name="Forger", quality="-ql", limits=LIMITS):
+        with worker.join([forged, forged], **low("Forger")):
             pass
     code, scene = SCENES["updater-dt"]
-    with worker.render(code, quality="-ql", limits=LIMITS, ranges=[(0, 2), (2, 5)]) as video:
-        assert len(decode(video.path).frames) > 0  # the worker goes on serving
+    with worker.render(code, ranges=[(0, 2), (2, 5)], **low(scene)) as path:
+        assert len(decode(path).frames) > 0  # the worker goes on serving
+
+
+def test_ranges_rendered_elsewhere_are_joined_into_the_same_video(worker):
+    # `run_range` stands in for another invocation: it renders its range through render/'s front.
+    code, scene = SCENES["updater-dt"]
+    spec = RenderSpec(code, "-ql", RenderLimits(), Deadline.after(120), scene=scene)
+    with render(worker, spec) as video:
+        whole = decode(video.path)
+    progress = []
+
+    def run_range(work):
+        with render(worker, work.spec) as piece:
+            work.piece.write_bytes(piece.path.read_bytes())
+
+    with render(worker, spec, chunks=2, run_range=run_range, on_progress=progress.append) as video:
+        assert video.chunks == 2 and video.plan_seconds > 0
+        chunked = decode(video.path)
+    assert len(chunked.frames) == len(whole.frames)
+    assert min(psnr(a, b) for a, b in zip(whole.frames, chunked.frames, strict=True)) >= 50
+    assert progress[-1].counts() == {"animations": 5, "frames": len(whole.frames), "chunks": 2, "chunksDone": 2}
+
+
+def test_the_first_range_that_fails_stops_the_others_and_is_raised(worker):
+    code, scene = SCENES["updater-dt"]
+    spec = RenderSpec(code, "-ql", RenderLimits(), Deadline.after(120), scene=scene)
+    stopped_seen = []
+
+    def run_range(work):
+        if work.index == 1:
+            raise LookupError("range 1 is lost")
+        stopped_seen.append(work.stopped.wait(10))
+
+    with pytest.raises(LookupError, match="range 1 is lost"):
+        with render(worker, spec, chunks=2, run_range=run_range):
+            pass
+    assert stopped_seen == [True]

@@ -1,54 +1,53 @@
-"""The coordinator of fanned-out chunks, against pieces that fail the way invocations can.
+"""Ranges sent to other invocations (handler.fanout.LambdaRanges), against invocations that
+fail the way invocations can.
 
 Here the other invocations are played by a function that writes what a chunk invocation
-writes (the piece and its marker) into the embedded store; the coordinator is the real one.
+writes (the piece and its marker) into the embedded store; the range's caller is the real one.
 """
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from handler.errors import ChunkFailed
-from handler.fanout import render_fanned_out, run_chunk
-from handler.models import RenderRequest
+from handler.errors import ChunkFailed, ChunksOverdue
+from handler.fanout import LambdaRanges, render_chunk
+from handler.models import RenderChunkEvent
 from handler.storage import LocalStorage
-from render import RendererFailed
+from render import Deadline, Progress, Range, RenderLimits, RenderSpec
 from tests import scripts
 
-REQUEST = RenderRequest(code_content=scripts.CIRCLE, quality="-ql")
-RANGES = [(0, 2), (2, 4)]
-FRAMES = [10, 5, 7, 3]  # the plan: frames of each animation
 INTERNAL = {"statusCode": 500, "message": "worker died", "errors": {"type": "RendererFailed", "class": "internal"}}
 SCRIPT = {"statusCode": 422, "message": "NameError", "errors": {"type": "NameError", "class": "script_error"}}
 
 
 class Invocations:
-    """Chunk invocations whose n-th answer for each piece is scripted (default: success); a
-    piece in `slow` reports progress first and finishes a second later."""
+    """Chunk invocations whose n-th answer is scripted (default: success); with `slow`, the
+    first one reports that progress and finishes a second later."""
 
-    def __init__(self, storage: LocalStorage, failures: dict[int, list[dict]], slow: dict[int, dict] | None = None) -> None:
+    def __init__(self, storage: LocalStorage, failures: list[dict] | None = None, slow: dict | None = None) -> None:
         self.storage = storage
-        self.failures = failures
-        self.slow = slow or {}
-        self.calls: list[int] = []
+        self.failures = failures or []
+        self.slow = slow
+        self.calls: list[dict] = []
 
     def __call__(self, event: dict) -> None:
-        index = event["index"]
-        self.calls.append(index)
+        self.calls.append(event)
         prefix = f"jobs/chunks-{event['group']}/"
-        scripted = self.failures.get(index, [])
-        if scripted:
-            self.storage.write_json(prefix + f"{index}.json", {"ok": False, "error": scripted.pop(0)})
+        assert self.storage.read_json(prefix + "request.json")["codeContent"] == scripts.CIRCLE
+        if self.failures:
+            self.storage.write_json(prefix + "marker.json", {"ok": False, "error": self.failures.pop(0)})
             return
-        if index in self.slow:
-            self.storage.write_json(prefix + f"{index}.json", {"progress": self.slow.pop(index)})
+        if self.slow is not None:
+            self.storage.write_json(prefix + "marker.json", {"progress": self.slow})
+            self.slow = None
             threading.Timer(1.0, self, [event]).start()
             return
-        piece = self.storage.root / f"piece-{index}"
-        piece.write_bytes(f"piece {index}".encode())
-        self.storage.put_video(piece, prefix + f"{index}.mp4")
-        self.storage.write_json(prefix + f"{index}.json", {"ok": True})
+        piece = self.storage.root / f"piece-{event['index']}"
+        piece.write_bytes(f"piece {event['index']} of {event['start']}-{event['end']}".encode())
+        self.storage.put_video(piece, prefix + "piece.mp4")
+        self.storage.write_json(prefix + "marker.json", {"ok": True})
 
 
 def leftovers(storage: LocalStorage) -> list[str]:
@@ -61,59 +60,68 @@ def storage(tmp_path) -> LocalStorage:
     return LocalStorage(tmp_path / "store")
 
 
-def fan_out(storage: LocalStorage, invocations: Invocations, seconds: float = 10, progress: list | None = None) -> list[bytes]:
-    progress = [] if progress is None else progress
-    deadline = time.monotonic() + seconds
-    with render_fanned_out(REQUEST, RANGES, FRAMES, storage, invocations, deadline, progress.append) as pieces:
-        contents = [piece.read_bytes() for piece in pieces]
-    assert progress[-1] == {"animations": 4, "frames": 25, "chunks": 2, "chunksDone": 2}
-    return contents
+def a_range(tmp_path: Path, seconds: float = 10, progress: list | None = None) -> Range:
+    """Range 1 (animations 2 to 3) of a render of the circle script, due in `seconds`."""
+    spec = RenderSpec(scripts.CIRCLE, "-ql", RenderLimits(), Deadline.after(seconds), scene="DrawCircle", animations=(2, 4))
+    reports = [] if progress is None else progress
+    return Range(spec, index=1, frames=12, piece=tmp_path / "piece.mp4", on_progress=reports.append, stopped=threading.Event())
 
 
-def test_pieces_come_back_in_order_and_are_removed(storage):
-    invocations = Invocations(storage, {})
-    assert fan_out(storage, invocations) == [b"piece 0", b"piece 1"]
-    assert sorted(invocations.calls) == [0, 1]
+def test_the_piece_comes_back_and_everything_stored_for_it_is_removed(storage, tmp_path):
+    invocations = Invocations(storage)
+    work = a_range(tmp_path)
+    LambdaRanges(storage, invocations)(work)
+    assert work.piece.read_bytes() == b"piece 1 of 2-4"
+    assert [(event["action"], event["index"]) for event in invocations.calls] == [("renderChunk", 1)]
     assert leftovers(storage) == []
 
 
-def test_progress_counts_chunks_done_and_frames_drawn_over_all_chunks(storage):
-    progress: list[dict] = []
-    fan_out(storage, Invocations(storage, {}, slow={1: {"animations": 1, "frames": 4}}), progress=progress)
-    # piece 0 is done (its 15 planned frames), piece 1 has drawn 4 of its 10 so far
-    assert progress[0] == {"animations": 3, "frames": 19, "chunks": 2, "chunksDone": 1}
+def test_progress_the_invocation_reports_is_passed_on(storage, tmp_path):
+    progress: list[Progress] = []
+    LambdaRanges(storage, Invocations(storage, slow={"animations": 1, "frames": 4}))(a_range(tmp_path, progress=progress))
+    assert progress[0] == Progress(animations=1, frames=4)
     assert leftovers(storage) == []
 
 
-def test_a_piece_that_failed_for_a_reason_of_ours_is_asked_for_once_more(storage):
-    invocations = Invocations(storage, {1: [INTERNAL]})
-    assert fan_out(storage, invocations) == [b"piece 0", b"piece 1"]
-    assert sorted(invocations.calls) == [0, 1, 1]
+def test_a_range_that_failed_for_a_reason_of_ours_is_asked_for_once_more(storage, tmp_path):
+    invocations = Invocations(storage, [INTERNAL])
+    work = a_range(tmp_path)
+    LambdaRanges(storage, invocations)(work)
+    assert work.piece.is_file() and len(invocations.calls) == 2
     assert leftovers(storage) == []
 
 
-def test_a_second_failure_of_ours_fails_the_render(storage):
-    invocations = Invocations(storage, {1: [INTERNAL, INTERNAL]})
+def test_a_second_failure_of_ours_fails_the_render(storage, tmp_path):
+    invocations = Invocations(storage, [INTERNAL, INTERNAL])
     with pytest.raises(ChunkFailed) as caught:
-        fan_out(storage, invocations)
-    assert caught.value.status == 500 and sorted(invocations.calls) == [0, 1, 1]
+        LambdaRanges(storage, invocations)(a_range(tmp_path))
+    assert caught.value.problem.status == 500 and len(invocations.calls) == 2
     assert leftovers(storage) == []
 
 
-def test_a_scripts_error_is_not_retried_and_is_the_answer(storage):
-    invocations = Invocations(storage, {0: [SCRIPT]})
+def test_a_scripts_error_is_not_retried_and_is_the_answer(storage, tmp_path):
+    invocations = Invocations(storage, [SCRIPT])
     with pytest.raises(ChunkFailed) as caught:
-        fan_out(storage, invocations)
-    assert (caught.value.status, caught.value.body["errors"]["type"]) == (422, "NameError")
-    assert sorted(invocations.calls) == [0, 1]
+        LambdaRanges(storage, invocations)(a_range(tmp_path))
+    assert (caught.value.problem.status, caught.value.problem.body["errors"]["type"]) == (422, "NameError")
+    assert len(invocations.calls) == 1
     assert leftovers(storage) == []
 
 
-def test_pieces_that_never_come_back_fail_at_the_deadline(storage):
+def test_a_range_that_never_comes_back_fails_at_the_deadline(storage, tmp_path):
     started = time.monotonic()
-    with pytest.raises(RendererFailed, match="2 of 2 chunks did not come back in time"):
-        fan_out(storage, lambda event: None, seconds=1)
+    with pytest.raises(ChunksOverdue, match="Chunk 1 did not come back in time"):
+        LambdaRanges(storage, lambda event: None)(a_range(tmp_path, seconds=1))
     assert time.monotonic() - started < 3
+    assert leftovers(storage) == []
+
+
+def test_a_range_the_render_no_longer_needs_stops_waiting(storage, tmp_path):
+    work = a_range(tmp_path)
+    threading.Timer(0.5, work.stopped.set).start()
+    started = time.monotonic()
+    LambdaRanges(storage, lambda event: None)(work)
+    assert time.monotonic() - started < 3 and not work.piece.exists()
     assert leftovers(storage) == []
 
 
@@ -129,14 +137,18 @@ class RecordingStorage(LocalStorage):
         super().write_json(key, data)
 
 
-def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(worker, configure, tmp_path):
+def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(configure, tmp_path):
     from tests.benchmark import LONG  # fifteen one-second animations
 
-    storage = RecordingStorage(tmp_path / "chunks")
-    storage.write_json("jobs/chunks-g/request.json", RenderRequest(code_content=LONG, quality="-ql").model_dump(by_alias=True))
-    answer = run_chunk({"group": "g", "index": 0, "start": 3, "end": 15}, configure(), storage, worker, None)
+    environment = configure()
+    storage = environment.storage = RecordingStorage(tmp_path / "chunks")
+    group = "0" * 32
+    prefix = f"jobs/chunks-{group}/"
+    storage.write_json(prefix + "request.json", {"codeContent": LONG, "quality": "-ql"})
+    answer = render_chunk(environment, RenderChunkEvent(group=group, index=0, start=3, end=15), None)
     assert answer == {"index": 0, "ok": True}
-    markers = [data for key, data in storage.writes if key == "jobs/chunks-g/0.json"]
+    markers = [data for key, data in storage.writes if key == prefix + "marker.json"]
     assert markers[-1] == {"ok": True}
     assert markers[0]["progress"]["frames"] > 0, markers  # written while the range was drawn
-    assert storage.read_json("jobs/chunks-g/0.json") == {"ok": True}
+    assert storage.read_json(prefix + "marker.json") == {"ok": True}
+    assert storage.exists(prefix + "piece.mp4")

@@ -98,6 +98,6 @@ def test_pieces_that_never_come_back_fail_before_the_functions_timeout(s3_server
         with lambda_runtime(dockerfile_handler(), lambda_task_root, env) as function:
             code, _ = SCENES["updater-dt"]
             answer = function.invoke({"codeContent": code, "quality": "-ql", "chunks": 2, "cache": False})
-    assert answer["errorType"] == "RendererFailed"
-    assert answer["errorMessage"] == "2 of 2 chunks did not come back in time."
+    assert answer["errorType"] == "ChunksOverdue"
+    assert answer["errorMessage"] in ("Chunk 0 did not come back in time.", "Chunk 1 did not come back in time.")
     assert s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0) == 0

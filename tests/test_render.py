@@ -1,11 +1,12 @@
-"""Real renders through the warm worker (render.RenderWorker), decoded and checked."""
+"""Real renders through render/'s front (`render.render` on the warm worker), decoded and checked."""
 
 import time
 from pathlib import Path
 
 import pytest
 
-from render import RenderLimits, RenderTimeout, ScriptError
+from render import Deadline, RenderLimits, RenderSpec, RenderTimeout, ScriptError
+from render import render as render_scene
 from tests import scripts
 from tests.video import decode
 
@@ -28,9 +29,9 @@ def running(pid: int, wait_seconds: float = 5) -> bool:
 def render(worker):
     """Render with the session's warm worker at -ql; `timeout_seconds` sets the time limit."""
 
-    def start(code: str, timeout_seconds: float = 120, **options):
-        options.setdefault("quality", "-ql")
-        return worker.render(code, limits=RenderLimits(timeout_seconds=timeout_seconds), **options)
+    def start(code: str, timeout_seconds: float = 120, scene_name: str | None = None):
+        spec = RenderSpec(code, "-ql", RenderLimits(), Deadline.after(timeout_seconds), scene=scene_name)
+        return render_scene(worker, spec)
 
     return start
 
@@ -48,7 +49,7 @@ def test_a_simple_scene_becomes_a_low_quality_video(render):
     # The circle is drawn: little shows at first, a filled disc at the end.
     assert decoded.lit_fraction(0) < decoded.lit_fraction(-1)
     assert decoded.lit_fraction(-1) > 0.02  # a unit disc fills about 2.7% of the frame
-    assert video.scene_name == "DrawCircle"
+    assert video.scene == "DrawCircle"
 
 
 def test_latex_axes_numbers_and_text_render(render):
@@ -132,3 +133,42 @@ def test_the_script_gets_no_credentials_from_our_environment(render):
     )
     with render(code) as video:
         assert video.path.exists()
+
+
+# A script can write its own messages on its part's channel to the worker (the one socket it
+# holds); whatever it sends is validated, and a message it may not send is its own error.
+FORGED_REPORT = """
+import os, socket
+from manim import *
+
+class Forger(Scene):
+    def construct(self):
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            try:
+                channel = socket.socket(fileno=fd)
+            except OSError:
+                continue
+            channel.sendall({message!r} + b"\\n")
+            channel.detach()
+        os._exit(0)
+"""
+
+
+@pytest.mark.parametrize(
+    ("message", "error_type"),
+    [
+        (b'{"kind": "video", "path": 42}', "MalformedMessage"),  # a wrong type
+        (b'{"kind": "timeout"}', "MalformedMessage"),  # a kind only the worker may say
+        (b'{"kind": "script_error", "type": "X", "message": "' + b"m" * 980_000 + b'"}', "MalformedMessage"),
+        (b"x" * 2_000_000, "MalformedMessage"),  # past the channel's size limit
+        (b'{"kind": "video", "path": "/etc/passwd"}', "NoVideo"),  # a file outside its folder
+    ],
+)
+def test_a_forged_report_is_the_scripts_error(render, message, error_type):
+    with pytest.raises(ScriptError) as caught:
+        with render(FORGED_REPORT.format(message=message)):
+            pass
+    assert caught.value.error_type == error_type
+    assert len(caught.value.message) <= 4100
+    with render(scripts.CIRCLE) as video:  # and the worker goes on serving
+        assert decode(video.path).frames

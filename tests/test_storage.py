@@ -68,7 +68,7 @@ def test_endpoint_uses_path_style_urls(s3):
 
 def test_an_empty_endpoint_means_aws_s3(s3, configure):
     # The template declares S3_ENDPOINT empty, so that SAM's --env-vars may set it.
-    settings = configure(S3_BUCKET_NAME=BUCKET, S3_ENDPOINT="")
+    settings = configure(S3_BUCKET_NAME=BUCKET, S3_ENDPOINT="").settings
     assert settings.s3_endpoint is None
     url = storage_from_settings(settings).url_for("videos/a/S.mp4")
     assert urlsplit(url).hostname.endswith(".amazonaws.com")

@@ -9,8 +9,9 @@ import pytest
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
-from render import RenderLimits, RenderWorker, ToolMissing
+from render import Deadline, RenderLimits, ToolMissing, WorkerClient, choose_scene
 from render.latex import missing_tool
+from render.messages import TexRequest
 from tests import scripts
 
 EVENTS = Path(__file__).parent.parent / "events"
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("worker_without_tex")
 
 
 @pytest.fixture(scope="module")
-def worker_without_tex(worker: RenderWorker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RenderWorker]:
+def worker_without_tex(worker: WorkerClient, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerClient]:
     """The session's worker restarted with an empty PATH (and so an empty LaTeX cache), then
     restarted as it was. The worker reads PATH when it starts; the tests' process keeps its own."""
     with pytest.MonkeyPatch.context() as patch:
@@ -62,7 +63,14 @@ def test_a_latex_scene_raises_on_a_direct_invoke(local_store):
 
 def test_the_worker_raises_it_for_a_chunk_plan_too(worker_without_tex, tmp_path):
     with pytest.raises(ToolMissing):
-        worker_without_tex.plan(scripts.LATEX, quality="-ql", limits=RenderLimits(timeout_seconds=60), scratch=tmp_path)
+        worker_without_tex.plan(
+            scripts.LATEX,
+            scene=choose_scene(scripts.LATEX),
+            quality="-ql",
+            limits=RenderLimits(),
+            deadline=Deadline.after(60),
+            scratch=tmp_path,
+        )
 
 
 def test_a_scene_without_latex_still_renders(local_store):
@@ -73,9 +81,10 @@ def test_a_scene_without_latex_still_renders(local_store):
 def test_the_first_missing_tool_a_compile_would_run_is_named(tmp_path, monkeypatch):
     (tmp_path / "latex").symlink_to("/bin/true")
     monkeypatch.setenv("PATH", str(tmp_path))
-    request = {"source": "", "compilers": ["latex"], "format": ".dvi"}
+    request = TexRequest(source="", compilers=["latex"], format=".dvi")
     assert missing_tool(request) == "dvisvgm"
     # A compiler the script chose that is not ours to provide is left to fail as the script's.
-    assert missing_tool({**request, "compilers": ["xelatex"]}) == "dvisvgm"
+    xelatex = request.model_copy(update={"compilers": ["xelatex"]})
+    assert missing_tool(xelatex) == "dvisvgm"
     (tmp_path / "dvisvgm").symlink_to("/bin/true")
-    assert missing_tool({**request, "compilers": ["xelatex"]}) is None
+    assert missing_tool(xelatex) is None

@@ -1,9 +1,10 @@
-"""Inside a job's child: run the user's script through Manim's Python API and report.
+"""Inside one part of a task (a process forked by the worker): run the user's script through
+Manim's Python API, or join pieces, and report.
 
-The report is `{"video": path}` (also for a join of chunks), `{"plan": frames, "soundtrack":
-path or None}` for a planning pass, `{"limit": name}` when the script ran into one of its
-resource limits, or `{"error": {...}}` with the exception type, the line in the user's script
-and a traceback trimmed to the frames that help fix the script.
+The report (render.messages.PartReport) is `VideoMade` (also for a join of chunks),
+`PlanMade` for a planning pass, `LimitHit` when the script ran into one of its resource limits,
+or `ScriptFailed` with the exception type, the line in the user's script and a traceback
+trimmed to the frames that help fix the script.
 """
 
 from __future__ import annotations
@@ -13,18 +14,35 @@ import os
 import random
 import sys
 import sysconfig
+import tempfile
 import threading
 import time
 import traceback
 import types
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from render.errors import strip_ansi
+from render.latex import TEX_ANSWER_LIMIT, install_tex_client
+from render.messages import (
+    MAX_TEXT,
+    Channel,
+    JoinPart,
+    LimitHit,
+    Part,
+    PartReport,
+    PlanMade,
+    PlanPart,
+    Progress,
+    RangePart,
+    ScriptFailed,
+    Task,
+    VideoMade,
+)
+from render.sandbox import apply_limits, clean_environment, die_with_parent, forbid_new_privileges
 
 SCRIPT_NAME = "scene.py"
 
-_MAX_TEXT = 4000
 _PROGRESS_SECONDS = 0.5
 _OUR_CODE = str(Path(__file__).resolve().parent) + "/"
 
@@ -39,7 +57,7 @@ def _frame_label(filename: str, script: str) -> str:
     return Path(filename).name
 
 
-def describe_exception(error: BaseException, script: str) -> dict[str, Any]:
+def describe_exception(error: BaseException, script: str) -> ScriptFailed:
     """The error's type, its line in the user's script, and a clean traceback.
 
     Frames of the script are kept, plus the frame that raised when it lies in a library
@@ -58,12 +76,12 @@ def describe_exception(error: BaseException, script: str) -> dict[str, Any]:
         user_lines.append(error.lineno)
     summary = "".join(traceback.format_exception_only(type(error), error)).strip()
     text = "Traceback (most recent call last):\n" + "".join(shown.format()) + summary
-    return {
-        "type": type(error).__name__,
-        "message": strip_ansi(summary)[-_MAX_TEXT:],
-        "line": user_lines[-1] if user_lines else None,
-        "traceback": strip_ansi(text)[-_MAX_TEXT:],
-    }
+    return ScriptFailed(
+        type=type(error).__name__[:200],
+        message=strip_ansi(summary)[-MAX_TEXT:],
+        line=user_lines[-1] if user_lines else None,
+        traceback=strip_ansi(text)[-MAX_TEXT:],
+    )
 
 
 def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
@@ -86,19 +104,20 @@ def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
 RANDOM_SEED = 0
 
 
-def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any], reporter: _ProgressReporter) -> dict[str, Any]:
+def render_scene(script: str, scene_name: str, quality: str, part: Part, index: int, parts: int, reporter: _ProgressReporter) -> PartReport:
     """Execute the script as module `scene` and render the chosen scene, or the part of it
-    that `part` names: `{"mode": "whole"}`, `{"mode": "plan"}` (frame counts and soundtrack), or
-    `{"mode": "range", "start": i, "end": j}` (animations i to j - 1 only)."""
+    that `part` names: all of it, a plan (frame counts and soundtrack), or a range of
+    animations."""
     import numpy
     from manim import config, tempconfig
 
     from render.chunks import limit_to_range, plan_scene
 
     code = Path(script).read_text(encoding="utf-8")
-    media_dir = str(Path(script).parent / part.get("media", "media"))
+    # Parts of one task render side by side: each keeps its own media folder.
+    media_dir = str(Path(script).parent / (f"media-{index}" if isinstance(part, RangePart) else "media"))
     with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
-        _apply_job_config(config, media_dir, part.get("parts", 1))
+        _apply_job_config(config, media_dir, parts)
         config.input_file = script
         random.seed(RANDOM_SEED)
         numpy.random.seed(RANDOM_SEED)
@@ -106,21 +125,21 @@ def render_scene(script: str, scene_name: str, quality: str, part: dict[str, Any
         module.__file__ = script
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
-        _apply_job_config(config, media_dir, part.get("parts", 1))  # the script may have moved it
-        if part["mode"] == "plan":
+        _apply_job_config(config, media_dir, parts)  # the script may have moved it
+        if isinstance(part, PlanPart):
             config.write_to_movie = False
         scene = module.__dict__[scene_name]()
-        if part["mode"] == "plan":
+        if isinstance(part, PlanPart):
             Path(media_dir).mkdir(parents=True, exist_ok=True)
             plan = plan_scene(scene, Path(media_dir) / "soundtrack.aac")
-            return {"plan": plan.frames, "soundtrack": plan.soundtrack and str(plan.soundtrack)}
-        if part["mode"] == "range":
-            config.output_file = f"part-{part['start']:05d}"
-            limit_to_range(scene, part["start"], part["end"])
+            return PlanMade(frames=plan.frames, soundtrack=plan.soundtrack and str(plan.soundtrack))
+        if isinstance(part, RangePart):
+            config.output_file = f"part-{part.start:05d}"
+            limit_to_range(scene, part.start, part.end)
         reporter.scene = scene
         reporter.start()
         scene.render()
-        return {"video": str(scene.renderer.file_writer.movie_file_path)}
+        return VideoMade(path=str(scene.renderer.file_writer.movie_file_path))
 
 
 # Exceptions that mean the script hit one of its rlimits rather than a bug of its own.
@@ -139,13 +158,13 @@ def limit_hit(error: BaseException) -> str | None:
 class _ProgressReporter(threading.Thread):
     """Sends the scene's progress to the worker twice a second while it renders."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Channel) -> None:
         super().__init__(daemon=True)
         self.channel = channel
         self.scene: Any = None
 
     def run(self) -> None:
-        last = None
+        last: Progress | None = None
         while True:
             time.sleep(_PROGRESS_SECONDS)
             renderer = getattr(self.scene, "renderer", None)
@@ -158,36 +177,68 @@ class _ProgressReporter(threading.Thread):
             if drawn_from is None:
                 continue
             start_time, start_play = drawn_from
-            progress = {
-                "animations": renderer.num_plays - start_play,
-                "frames": int((renderer.time - start_time) * config.frame_rate),
-            }
+            progress = Progress(
+                animations=max(0, renderer.num_plays - start_play),
+                frames=max(0, int((renderer.time - start_time) * config.frame_rate)),
+            )
             if progress != last:
-                self.channel.send({"progress": progress})
+                self.channel.send(progress)
                 last = progress
 
 
-def join_pieces(workspace: Path, part: dict[str, Any]) -> dict[str, Any]:
-    """Join the chunks' pieces named by `part` (`{"mode": "join", ...}`) into one video in
-    the workspace, with the plan's soundtrack if there is one."""
+def join_pieces(workspace: Path, part: JoinPart) -> VideoMade:
+    """Join the chunks' pieces into one video in the workspace, with the plan's soundtrack
+    if there is one."""
     from render.chunks import join
 
-    output = workspace / part["output"]
-    soundtrack = Path(part["soundtrack"]) if part.get("soundtrack") else None
-    join([Path(piece) for piece in part["pieces"]], output, soundtrack)
-    return {"video": str(output)}
+    output = workspace / part.output
+    join([Path(piece) for piece in part.pieces], output, part.soundtrack and Path(part.soundtrack))
+    return VideoMade(path=str(output))
 
 
-def render_job(job: dict[str, Any], part: dict[str, Any], channel: Any) -> dict[str, Any]:
-    """Render the job's scene (or the part of it asked for), or join pieces; describe the
+def run(task: Task, part: Part, index: int, channel: Channel) -> PartReport:
+    """Render the task's scene (or the part of it asked for), or join pieces; describe the
     video or plan, the limit hit, or the error."""
-    script = str(Path(job["root"]) / "work" / SCRIPT_NAME)
+    script = str(Path(task.root) / "work" / SCRIPT_NAME)
     try:
-        if part["mode"] == "join":
-            return join_pieces(Path(job["root"]) / "work", part)
-        return render_scene(script, job["scene"], job["quality"], part, _ProgressReporter(channel))
+        if isinstance(part, JoinPart):
+            return join_pieces(Path(task.root) / "work", part)
+        return render_scene(script, task.scene, task.quality, part, index, len(task.parts), _ProgressReporter(channel))
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:
-            return {"limit": limit}
-        return {"error": describe_exception(error, script)}
+            return LimitHit(limit=limit)  # type: ignore[arg-type]
+        return describe_exception(error, script)
+
+
+def run_part(task: Task, part: Part, index: int, connection: int) -> NoReturn:
+    """The forked part's whole life: contain this process, run, report on `connection` (the
+    worker's socket), exit. It never returns into the worker's loop."""
+    code = 70
+    try:
+        os.setsid()
+        die_with_parent()
+        forbid_new_privileges()
+        root = Path(task.root)
+        workspace = root / "work"
+        output = os.open(root / f"output-{index}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.closerange(3, connection)
+        os.closerange(connection + 1, 65536)
+        os.chdir(workspace)
+        env = clean_environment(workspace)
+        os.environ.clear()
+        os.environ.update(env)
+        tempfile.tempdir = None  # read TMPDIR again
+        apply_limits(task.limits, task.timeout_seconds)
+        channel = Channel(connection, connection, limit=TEX_ANSWER_LIMIT)
+        install_tex_client(channel)
+        channel.send(run(task, part, index, channel))
+        code = 0
+    except BaseException:  # noqa: BLE001 - whatever happens, this process ends here
+        pass
+    finally:
+        os._exit(code)

@@ -1,0 +1,325 @@
+"""The handler's side of rendering: the warm worker's client.
+
+`WorkerClient` starts `render.server` once (at init, so Lambda's init phase pays for Manim's
+import), with an environment stripped of credentials and settings, then sends it one task at a
+time. Each task gets a fresh folder that is removed afterwards, whatever happened. A worker
+that dies or stops answering is killed with everything below it and started again, so the
+next task finds a working service.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from render.chunks import Plan
+from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render.limits import Deadline, RenderLimits
+from render.messages import (
+    FROM_WORKER,
+    Channel,
+    Crashed,
+    Exited,
+    JoinPart,
+    LimitHit,
+    MessageError,
+    Outcome,
+    Part,
+    PlanMade,
+    PlanPart,
+    Progress,
+    RangePart,
+    Ready,
+    ScriptFailed,
+    Task,
+    TaskDone,
+    TimedOut,
+    ToolLacking,
+    VideoMade,
+    WholePart,
+)
+from render.runner import SCRIPT_NAME
+from render.sandbox import (
+    become_subreaper,
+    clean_environment,
+    kill_adopted_orphans,
+    kill_descendants,
+    make_non_dumpable,
+    remove_tree,
+    start_time,
+)
+
+# Frames per second of each quality flag (Manim's own values).
+FRAME_RATES: dict[str, int] = {"-ql": 15, "-qm": 30, "-qh": 60, "-qp": 60, "-qk": 60}
+
+# The seed's quality flags and the Manim quality each one names.
+QUALITY_FLAGS: dict[str, str] = {
+    "-ql": "low_quality",
+    "-qm": "medium_quality",
+    "-qh": "high_quality",
+    "-qp": "production_quality",
+    "-qk": "fourk_quality",
+}
+
+ProgressCallback = Callable[[Progress], None]
+
+_START_TIMEOUT_SECONDS = 120.0
+# How long past a task's own time limit the worker may take to answer before it is presumed hung.
+_REPLY_GRACE_SECONDS = 15.0
+# The largest answer the worker may send (one outcome per part, each with a bounded error text).
+_REPLY_LIMIT = 4 * 1024 * 1024
+
+
+class WorkerClient:
+    """One warm worker process and the tasks sent to it, one at a time."""
+
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.protections: dict[str, bool] = {}
+        self.tools: dict[str, bool] = {}  # which render tools the worker found on its PATH
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._requests: Channel | None = None
+        self._replies: Channel | None = None
+        self._started_at = 0
+        self._home = work_dir
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while it runs (the parts of its tasks are its children)."""
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start the worker and wait until Manim is imported (idempotent)."""
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._spawn()
+
+    def _spawn(self) -> None:
+        # This process holds the credentials: close it to the worker and its parts, and adopt
+        # whatever a dead worker's parts leave behind.
+        self.protections = {"handler_non_dumpable": make_non_dumpable(), "handler_subreaper": become_subreaper()}
+        # A fresh, unguessable home for each worker: a part may write anywhere the worker
+        # could, but not into a folder made after it was killed, and Manim and Python read
+        # their configuration from here when the worker starts.
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=self.work_dir))
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        env = clean_environment(home, {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        self._process = subprocess.Popen(
+            # -P: no current folder on sys.path; -s: no user site-packages.
+            [sys.executable, "-P", "-s", "-m", "render.server", str(request_read), str(reply_write), str(home / "tex")],
+            pass_fds=(request_read, reply_write),
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=home,
+            start_new_session=True,
+        )
+        os.close(request_read)
+        os.close(reply_write)
+        self._home = home
+        self._started_at = start_time(self._process.pid)
+        self._requests = Channel(None, request_write, limit=_REPLY_LIMIT)
+        self._replies = Channel(reply_read, None, limit=_REPLY_LIMIT)
+        try:
+            hello = self._replies.receive(FROM_WORKER, time.monotonic() + _START_TIMEOUT_SECONDS)
+        except MessageError:
+            hello = None
+        if not isinstance(hello, Ready):
+            self._stop()
+            raise RendererFailed("The render worker did not start.")
+        self.protections.update(hello.protections)
+        self.tools = hello.tools
+
+    def _stop(self) -> None:
+        """Kill the worker, everything below it, and whatever it left to us."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            kill_descendants(process.pid)
+            process.kill()
+        process.wait()
+        kill_adopted_orphans(self._started_at)
+        remove_tree(self._home)
+        for channel in (self._requests, self._replies):
+            if channel is not None:
+                channel.close()
+        self._process = self._requests = self._replies = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
+
+    def _run(self, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._stop()
+                self._spawn()
+            assert self._requests is not None and self._replies is not None
+            deadline = time.monotonic() + task.timeout_seconds + _REPLY_GRACE_SECONDS
+            try:
+                self._requests.send(task)
+                reply = self._replies.receive(FROM_WORKER, deadline)
+                while isinstance(reply, Progress):
+                    if on_progress is not None:
+                        on_progress(reply)
+                    reply = self._replies.receive(FROM_WORKER, deadline)
+            except (OSError, MessageError):
+                reply = None
+            if not isinstance(reply, TaskDone) or len(reply.outcomes) != len(task.parts):
+                self._stop()
+                self.restarts += 1
+                raise RendererFailed("The render worker died during the job; it has been restarted.")
+            return reply
+
+    @contextmanager
+    def _task_folder(self, code: str | None) -> Iterator[Path]:
+        """A fresh task folder holding the script (if any) in `work/`, removed when the block ends."""
+        tasks = self.work_dir / "jobs"
+        tasks.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="job-", dir=tasks))
+        try:
+            (root / "work").mkdir()
+            if code is not None:
+                (root / "work" / SCRIPT_NAME).write_text(code, encoding="utf-8")
+            yield root
+        finally:
+            remove_tree(root)
+
+    def _parts(
+        self,
+        root: Path,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        deadline: Deadline,
+        parts: list[Part],
+        on_progress: ProgressCallback | None = None,
+    ) -> tuple[list[Outcome], float]:
+        """Run `parts` as one task; their outcomes, and the time limit they were given (to a
+        tenth of a second, as callers are told it)."""
+        if quality not in QUALITY_FLAGS:
+            raise ValueError(f"unknown quality flag {quality!r}")
+        timeout = deadline.seconds_left()
+        task = Task(root=str(root), scene=scene, quality=QUALITY_FLAGS[quality], timeout_seconds=timeout, limits=limits, parts=parts)
+        return self._run(task, on_progress).outcomes, round(timeout, 1)
+
+    def plan(self, code: str, *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, scratch: Path) -> Plan:
+        """The frame count of each animation of the scene, found without drawing or encoding,
+        and its soundtrack, if it adds sound, copied into the caller's folder `scratch`."""
+        with self._task_folder(code) as root:
+            (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [PlanPart()])
+            if not isinstance(outcome, PlanMade):
+                _video(outcome, root / "work", limits, timeout)  # raises the error the outcome describes
+                raise RendererFailed("The plan pass returned no plan.")
+            if outcome.soundtrack is None:
+                return Plan(outcome.frames)
+            soundtrack = _task_file(outcome.soundtrack, root / "work", "its soundtrack", "NoSoundtrack")
+            # A new file of a random name (O_EXCL): nothing a script planted is followed.
+            descriptor, kept = tempfile.mkstemp(prefix="soundtrack-", suffix=".aac", dir=scratch)
+            with open(descriptor, "wb") as copy, soundtrack.open("rb") as original:
+                shutil.copyfileobj(original, copy)
+            return Plan(outcome.frames, Path(kept))
+
+    @contextmanager
+    def render(
+        self,
+        code: str,
+        *,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        deadline: Deadline,
+        ranges: list[tuple[int, int]] | None = None,
+        soundtrack: Path | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> Iterator[Path]:
+        """Render `code`'s scene and yield the video; the task folder is removed when the block ends.
+
+        With `ranges` (from `render.chunks.split`), each range of animations renders in its own
+        part, all in parallel, and the pieces are joined by stream copy, with the plan's
+        `soundtrack` as their sound. `on_progress` is told, while the scene renders, how many
+        animations have played and how many frames they made.
+        Raises ScriptError for a script that cannot render, RenderTimeout past the time limit,
+        ResourceLimitExceeded past another limit, and RendererFailed for a fault of ours
+        (ToolMissing when the worker lacks a program the scene needs, such as latex).
+        """
+        with self._task_folder(code) as root:
+            parts: list[Part] = [RangePart(start=start, end=end) for start, end in ranges] if ranges else [WholePart()]
+            outcomes, timeout = self._parts(root, scene, quality, limits, deadline, parts, on_progress)
+            videos = [_video(outcome, root / "work", limits, timeout) for outcome in outcomes]
+            if len(videos) > 1:
+                videos = [self._join_in(root, videos, soundtrack, scene, quality, limits, deadline)]
+            yield videos[0]
+
+    @contextmanager
+    def join(
+        self, pieces: list[Path], *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, soundtrack: Path | None = None
+    ) -> Iterator[Path]:
+        """Join video pieces (from chunks rendered elsewhere) into one, with the plan's
+        soundtrack, in a task of its own; the joined video is valid until the block ends."""
+        with self._task_folder(None) as root:
+            yield self._join_in(root, pieces, soundtrack, scene, quality, limits, deadline)
+
+    def _join_in(
+        self,
+        root: Path,
+        pieces: list[Path],
+        soundtrack: Path | None,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        deadline: Deadline,
+    ) -> Path:
+        """Join pieces into a video in task folder `root`, in a contained part: the pieces were
+        written by a script, so only a process without credentials parses them."""
+        part = JoinPart(
+            pieces=[str(piece) for piece in pieces],
+            soundtrack=soundtrack and str(soundtrack),
+            output=f"{scene}.mp4",
+        )
+        (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [part])
+        return _video(outcome, root / "work", limits, timeout)
+
+
+def _task_file(reported: str, workspace: Path, what: str, error_type: str) -> Path:
+    """A file the part reports having written, if it is one inside its workspace (the part's
+    processes are gone by now, so it cannot be swapped afterwards)."""
+    path = Path(reported).resolve()
+    if path.is_file() and path.is_relative_to(workspace.resolve()):
+        return path
+    raise ScriptError(f"The render finished without writing {what}.", error_type=error_type)
+
+
+def _video(outcome: Outcome, workspace: Path, limits: RenderLimits, timeout: float) -> Path:
+    """The video the worker reports, or the error its outcome describes."""
+    match outcome:
+        case VideoMade(path=path):
+            return _task_file(path, workspace, "a video", "NoVideo")
+        case ScriptFailed():
+            raise ScriptError(outcome.message, error_type=outcome.type, line=outcome.line, traceback=outcome.traceback)
+        case TimedOut():
+            raise RenderTimeout(timeout)
+        case ToolLacking(tool=tool):
+            raise ToolMissing(tool)
+        case LimitHit(limit=limit):
+            raise ResourceLimitExceeded(limit, limits, timeout)
+        case Exited(code=code):
+            raise ScriptError(
+                f"The script ended the render process (exit code {code}) before the scene finished.",
+                error_type="ProcessExited",
+            )
+        case Crashed(signal=name):
+            raise ScriptError(f"The render process crashed ({name}) while running the script.", error_type="ProcessCrashed")
+    raise RendererFailed(f"The render worker failed: {str(outcome)[:500]}")

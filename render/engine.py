@@ -1,0 +1,225 @@
+"""The one call handler/ makes: render a scene, whole or in chunks, and hand back the video.
+
+Whether a render is chunked, and how (plan, split, render the ranges, join), is decided and
+sequenced here. Ranges render side by side in the worker, or, when the caller lends a
+`run_range`, each wherever that sends it (another Lambda invocation); either way the pieces
+are joined here, in the worker.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from render.chunks import Plan, choose_chunks, split
+from render.client import FRAME_RATES, ProgressCallback, WorkerClient
+from render.errors import RendererFailed
+from render.limits import Deadline, RenderLimits
+from render.messages import Progress
+from render.scenes import choose_scene
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """What to render, in plain values."""
+
+    code: str
+    quality: str  # a seed quality flag, e.g. "-qm"
+    limits: RenderLimits
+    deadline: Deadline
+    scene: str | None = None  # the scene asked for; None for the script's only one
+    # Only animations `start` to `end - 1`: a chunk rendered for another invocation.
+    animations: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A finished video, valid until the `render` block that made it ends."""
+
+    path: Path
+    scene: str
+    render_seconds: float
+    plan_seconds: float = 0.0
+    chunks: int = 1
+
+
+@dataclass(frozen=True)
+class Range:
+    """One range of a chunked render, handed to `run_range` to render elsewhere."""
+
+    spec: RenderSpec  # the whole render's spec, its scene chosen, with `animations` set to this range
+    index: int
+    frames: int  # how many frames the range makes, by the plan
+    piece: Path  # where the rendered piece must be written
+    on_progress: ProgressCallback  # told how far the range has got
+    stopped: threading.Event  # set when the render no longer needs the piece (another range failed)
+
+
+# Renders a range elsewhere and writes its piece; raises if it cannot.
+RunRange = Callable[[Range], None]
+
+
+@contextmanager
+def render(
+    worker: WorkerClient,
+    spec: RenderSpec,
+    *,
+    chunks: int | str = 1,
+    max_chunks: int = 8,
+    run_range: RunRange | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Iterator[Rendered]:
+    """Render `spec`'s scene and yield the video; its files go when the block ends.
+
+    `chunks` (a number or "auto", at most `max_chunks`) asks for a chunked render: a plan
+    pass counts each animation's frames, and a scene too short to benefit renders whole.
+    Raises ScriptError for a script that cannot render, RenderTimeout past the deadline,
+    ResourceLimitExceeded past another limit, RendererFailed for a fault of ours, and
+    whatever `run_range` raises.
+    """
+    scene = choose_scene(spec.code, spec.scene)
+    spec = replace(spec, scene=scene)
+    started = time.monotonic()
+    if chunks == 1 or spec.animations is not None:
+        ranges = [spec.animations] if spec.animations is not None else None
+        with _in_worker(worker, spec, ranges, None, on_progress) as path:
+            yield Rendered(path, scene, time.monotonic() - started)
+        return
+    with tempfile.TemporaryDirectory(prefix="plan-") as scratch:
+        plan = worker.plan(
+            spec.code, scene=scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, scratch=Path(scratch)
+        )
+        plan_seconds = time.monotonic() - started
+        count = choose_chunks(plan.frames, chunks, max_chunks, FRAME_RATES[spec.quality])
+        rendering = time.monotonic()
+        if count == 1:
+            video = _in_worker(worker, spec, None, None, on_progress)
+        elif run_range is None:
+            video = _in_worker(worker, spec, split(plan.frames, count), plan, on_progress)
+        else:
+            video = _elsewhere(worker, spec, plan, split(plan.frames, count), run_range, on_progress, Path(scratch))
+        with video as path:
+            yield Rendered(path, scene, time.monotonic() - rendering, plan_seconds, count)
+
+
+def _in_worker(
+    worker: WorkerClient,
+    spec: RenderSpec,
+    ranges: list[tuple[int, int]] | None,
+    plan: Plan | None,
+    on_progress: ProgressCallback | None,
+) -> AbstractContextManager[Path]:
+    """The scene rendered whole, or its ranges side by side and joined, all in the worker."""
+    assert spec.scene is not None
+    return worker.render(
+        spec.code,
+        scene=spec.scene,
+        quality=spec.quality,
+        limits=spec.limits,
+        deadline=spec.deadline,
+        ranges=ranges,
+        soundtrack=plan and plan.soundtrack,
+        on_progress=on_progress,
+    )
+
+
+@contextmanager
+def _elsewhere(
+    worker: WorkerClient,
+    spec: RenderSpec,
+    plan: Plan,
+    ranges: list[tuple[int, int]],
+    run_range: RunRange,
+    on_progress: ProgressCallback | None,
+    scratch: Path,
+) -> Iterator[Path]:
+    """Each range rendered by `run_range`, all at once; the pieces joined in the worker."""
+    assert spec.scene is not None
+    pieces = [scratch / f"piece-{index}.mp4" for index in range(len(ranges))]
+    _run_ranges(spec, plan, ranges, pieces, run_range, on_progress or (lambda _progress: None))
+    with worker.join(
+        pieces, scene=spec.scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, soundtrack=plan.soundtrack
+    ) as path:
+        yield path
+
+
+def _run_ranges(
+    spec: RenderSpec,
+    plan: Plan,
+    ranges: list[tuple[int, int]],
+    pieces: list[Path],
+    run_range: RunRange,
+    on_progress: ProgressCallback,
+) -> None:
+    """Run every range at once. The first failure stops the others and is raised."""
+    stopped = threading.Event()
+    tally = _Tally(len(ranges), on_progress)
+    work = [
+        Range(
+            spec=replace(spec, animations=(start, end)),
+            index=index,
+            frames=sum(plan.frames[start:end]),
+            piece=pieces[index],
+            on_progress=tally.reporter(index),
+            stopped=stopped,
+        )
+        for index, (start, end) in enumerate(ranges)
+    ]
+
+    def run(one: Range) -> None:
+        run_range(one)
+        assert one.spec.animations is not None
+        start, end = one.spec.animations
+        tally.done(one.index, Progress(animations=end - start, frames=one.frames))
+
+    with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="range") as pool:
+        futures = [pool.submit(run, one) for one in work]
+        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = next((future for future in futures if future in finished and future.exception()), None)
+        if failed is not None:
+            stopped.set()
+            wait(futures)
+            raise failed.exception()  # type: ignore[misc]
+    missing = [str(index) for index, piece in enumerate(pieces) if not piece.is_file()]
+    if missing:
+        raise RendererFailed(f"Chunks {', '.join(missing)} came back without a video.")
+
+
+class _Tally:
+    """Progress over all ranges of a render rendered elsewhere: each range's last report
+    (its whole share once done), summed, and how many ranges are done."""
+
+    def __init__(self, count: int, on_progress: ProgressCallback) -> None:
+        self._ranges = [Progress() for _ in range(count)]
+        self._done = [False] * count
+        self._on_progress = on_progress
+        self._lock = threading.Lock()
+        self._last: Progress | None = None
+
+    def reporter(self, index: int) -> ProgressCallback:
+        return lambda progress: self._update(index, progress, done=False)
+
+    def done(self, index: int, whole: Progress) -> None:
+        self._update(index, whole, done=True)
+
+    def _update(self, index: int, progress: Progress, *, done: bool) -> None:
+        with self._lock:
+            if self._done[index]:
+                return
+            self._ranges[index] = progress
+            self._done[index] = done
+            total = Progress(
+                animations=sum(part.animations for part in self._ranges),
+                frames=sum(part.frames for part in self._ranges),
+                chunks=len(self._ranges),
+                chunks_done=sum(self._done),
+            )
+            if total != self._last:
+                self._last = total
+                self._on_progress(total)  # under the lock, so totals are told in order

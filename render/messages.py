@@ -1,0 +1,289 @@
+"""The messages between the three processes of a render, and the one channel that carries them.
+
+- The handler's worker client sends the worker a `Task`; the worker answers `Ready` once,
+  `Progress` while a task runs, and `TaskDone` with one `Outcome` per part.
+- A task's part (a forked process running the user's script, render.runner) sends the worker
+  `Progress`, `TexRequest`s (answered with a `TexAnswer`) and one `PartReport`.
+
+A part runs hostile code, so everything it sends is validated here before anything trusted
+acts on it: its kind, its types, and its sizes. A message that fails is a `MessageError`, which
+the worker answers as the script's error.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, ValidationError
+
+from render.limits import RenderLimits
+
+# The longest error text a part may report (its runner trims tracebacks to this).
+MAX_TEXT = 4000
+_MAX_PATH = 4096
+# A scene with more animations than this is not one a part may claim to have planned.
+_MAX_ANIMATIONS = 100_000
+# The largest LaTeX source a part may ask to compile.
+MAX_TEX_SOURCE = 256 * 1024
+
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+FilePath = Annotated[str, Field(min_length=1, max_length=_MAX_PATH)]
+
+
+class Message(BaseModel):
+    """Every message: immutable, and no field but those declared."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+# What a task asks of each of its parts.
+
+
+class WholePart(Message):
+    """Render the whole scene."""
+
+    mode: Literal["whole"] = "whole"
+
+
+class PlanPart(Message):
+    """Count each animation's frames without drawing, and mix the scene's sound."""
+
+    mode: Literal["plan"] = "plan"
+
+
+class RangePart(Message):
+    """Render animations `start` to `end - 1` only, reaching `start` exactly."""
+
+    mode: Literal["range"] = "range"
+    start: NonNegativeInt
+    end: NonNegativeInt
+
+
+class JoinPart(Message):
+    """Join pieces rendered elsewhere into `output`, with the plan's soundtrack."""
+
+    mode: Literal["join"] = "join"
+    pieces: list[FilePath]
+    soundtrack: FilePath | None = None
+    output: FilePath
+
+
+Part = Annotated[WholePart | PlanPart | RangePart | JoinPart, Field(discriminator="mode")]
+
+
+class Task(Message):
+    """One request to the worker: its parts run side by side in a fresh task folder `root`,
+    under one time limit, and everything they start is killed before the answer."""
+
+    kind: Literal["task"] = "task"
+    root: FilePath
+    scene: str
+    quality: str  # Manim's name for it, e.g. "low_quality"
+    timeout_seconds: float
+    limits: RenderLimits
+    parts: list[Part]
+
+
+# What the worker says to its client.
+
+
+class Ready(Message):
+    kind: Literal["ready"] = "ready"
+    protections: dict[str, bool]
+    tools: dict[str, bool]
+    pid: int
+
+
+class Progress(Message):
+    """How far a render has got: animations played and frames made, and for a chunked
+    render how many chunks there are and how many are done."""
+
+    kind: Literal["progress"] = "progress"
+    animations: NonNegativeInt = 0
+    frames: NonNegativeInt = 0
+    chunks: NonNegativeInt | None = None
+    chunks_done: NonNegativeInt | None = Field(None, alias="chunksDone")
+
+    def counts(self) -> dict[str, int]:
+        """The figures a caller reads (a job record's `progress`)."""
+        return self.model_dump(by_alias=True, exclude={"kind"}, exclude_none=True)
+
+
+# How a part ended. The first four a part reports itself; the rest only the worker can say.
+
+
+class VideoMade(Message):
+    kind: Literal["video"] = "video"
+    path: FilePath
+
+
+class PlanMade(Message):
+    kind: Literal["plan"] = "plan"
+    frames: Annotated[list[NonNegativeInt], Field(max_length=_MAX_ANIMATIONS)]
+    soundtrack: FilePath | None = None
+
+
+class LimitHit(Message):
+    kind: Literal["limit"] = "limit"
+    limit: Literal["memory", "cpu", "output", "processes", "open_files"]
+
+
+class ScriptFailed(Message):
+    kind: Literal["script_error"] = "script_error"
+    type: Annotated[str, Field(max_length=200)]
+    message: Text
+    line: int | None = None
+    traceback: Text | None = None
+
+
+class TimedOut(Message):
+    kind: Literal["timeout"] = "timeout"
+
+
+class ToolLacking(Message):
+    kind: Literal["missing_tool"] = "missing_tool"
+    tool: str
+
+
+class Exited(Message):
+    kind: Literal["exited"] = "exited"
+    code: int
+
+
+class Crashed(Message):
+    kind: Literal["crashed"] = "crashed"
+    signal: str
+
+
+class WorkerFailed(Message):
+    kind: Literal["worker_error"] = "worker_error"
+    message: str
+
+
+PartReport = Annotated[VideoMade | PlanMade | LimitHit | ScriptFailed, Field(discriminator="kind")]
+Outcome = Annotated[
+    VideoMade | PlanMade | LimitHit | ScriptFailed | TimedOut | ToolLacking | Exited | Crashed | WorkerFailed,
+    Field(discriminator="kind"),
+]
+
+
+class TaskDone(Message):
+    kind: Literal["done"] = "done"
+    outcomes: list[Outcome]
+    tex_hits: int = 0
+    tex_misses: int = 0
+
+
+# LaTeX, compiled by the worker for a part.
+
+
+class TexRequest(Message):
+    kind: Literal["tex"] = "tex"
+    source: Annotated[str, Field(max_length=MAX_TEX_SOURCE)]
+    compilers: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=4)]
+    format: Literal[".dvi", ".xdv", ".pdf"]
+
+
+class TexAnswer(Message):
+    kind: Literal["tex_answer"] = "tex_answer"
+    svg: str | None = None
+    error: str | None = None
+
+
+FromWorker = Annotated[Ready | Progress | TaskDone, Field(discriminator="kind")]
+FromPart = Annotated[Progress | TexRequest | VideoMade | PlanMade | LimitHit | ScriptFailed, Field(discriminator="kind")]
+
+FROM_WORKER: TypeAdapter[FromWorker] = TypeAdapter(FromWorker)
+FROM_PART: TypeAdapter[FromPart] = TypeAdapter(FromPart)
+TASK: TypeAdapter[Task] = TypeAdapter(Task)
+TEX_ANSWER: TypeAdapter[TexAnswer] = TypeAdapter(TexAnswer)
+
+T = TypeVar("T")
+
+
+class MessageError(Exception):
+    """A message that breaks the protocol: too large, not JSON, or not of the expected shape."""
+
+
+class Channel:
+    """Messages as JSON lines over a pair of file descriptors (pipes or a socket).
+
+    Reads are unbuffered and select()-able, so a reader can wait on several channels and a
+    deadline at once; a message longer than `limit` bytes is refused before it is parsed.
+    Sending is safe from several threads.
+    """
+
+    def __init__(self, reads: int | None, writes: int | None, *, limit: int) -> None:
+        self._reads = reads
+        self._writes = writes
+        self.limit = limit
+        self.at_end = False  # the other end closed its side
+        self._pending = b""
+        self._sending = threading.Lock()
+
+    def fileno(self) -> int:
+        """The descriptor to wait on for incoming messages."""
+        assert self._reads is not None
+        return self._reads
+
+    def send(self, message: Message) -> None:
+        """Write one message whole (raises OSError if the other end has gone)."""
+        assert self._writes is not None
+        data = memoryview(message.model_dump_json(by_alias=True).encode() + b"\n")
+        with self._sending:
+            while data:
+                data = data[os.write(self._writes, data) :]
+
+    def read_available(self) -> None:
+        """Take in what has arrived (call when select() says the channel is readable)."""
+        data = os.read(self.fileno(), 1 << 16)
+        if not data:
+            self.at_end = True
+        self._pending += data
+        if len(self._pending.partition(b"\n")[0]) > self.limit:
+            self._pending = b""
+            raise MessageError(f"a message longer than {self.limit} bytes")
+
+    def take(self, expected: TypeAdapter[T]) -> list[T]:
+        """The complete messages received so far, validated as `expected`."""
+        messages = []
+        while b"\n" in self._pending:
+            line, self._pending = self._pending.split(b"\n", 1)
+            messages.append(self._parse(line, expected))
+        return messages
+
+    def receive(self, expected: TypeAdapter[T], deadline: float | None = None) -> T | None:
+        """The next message, or None if the other end closed or `deadline` (monotonic) passed."""
+        while b"\n" not in self._pending:
+            if self.at_end:
+                return None
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                return None
+            ready, _, _ = select.select([self.fileno()], [], [], timeout)
+            if ready:
+                self.read_available()
+        line, self._pending = self._pending.split(b"\n", 1)
+        return self._parse(line, expected)
+
+    def _parse(self, line: bytes, expected: TypeAdapter[T]) -> T:
+        if len(line) > self.limit:
+            raise MessageError(f"a message longer than {self.limit} bytes")
+        try:
+            return expected.validate_json(line)
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3])
+            raise MessageError(f"an invalid message ({problems})") from None
+
+    def close(self) -> None:
+        """Close both descriptors (once)."""
+        for descriptor in {self._reads, self._writes} - {None}:
+            try:
+                os.close(descriptor)  # type: ignore[arg-type]
+            except OSError:
+                pass
+        self._reads = self._writes = None
