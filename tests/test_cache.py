@@ -10,7 +10,7 @@ import handler.cache
 from handler.app import get_storage, lambda_handler
 from handler.cache import cache_key, normalise
 from handler.local import LocalContext
-from tests import scripts
+from tests.support import scripts
 from tests.test_storage import BUCKET, s3  # noqa: F401 - the moto S3 fixture
 
 

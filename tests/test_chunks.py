@@ -5,8 +5,8 @@ import pytest
 
 from render import RenderLimits, ScriptError
 from render.chunks import choose_chunks, split
-from tests.chunk_scenes import SCENES
-from tests.video import decode
+from tests.support.chunk_scenes import SCENES
+from tests.support.video import decode
 
 LIMITS = RenderLimits(timeout_seconds=120)
 

@@ -14,7 +14,7 @@ from handler.fanout import render_fanned_out, run_chunk
 from handler.models import RenderRequest
 from handler.storage import LocalStorage
 from render import RendererFailed
-from tests import scripts
+from tests.support import scripts
 
 REQUEST = RenderRequest(code_content=scripts.CIRCLE, quality="-ql")
 RANGES = [(0, 2), (2, 4)]

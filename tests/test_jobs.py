@@ -9,7 +9,7 @@ import pytest
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
-from tests import scripts
+from tests.support import scripts
 
 # About three seconds of rendering at -ql, in thirty animations: long enough to watch.
 MANY_ANIMATIONS = """\

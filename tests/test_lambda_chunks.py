@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import scripts
-from tests.chunk_scenes import BEEPS, SCENES
+from tests.support import scripts
+from tests.support.chunk_scenes import BEEPS, SCENES
 from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
 from tests.test_chunks import psnr
 from tests.test_lambda_runtime import dockerfile_handler, function_env
-from tests.video import decode, decode_sound
+from tests.support.video import decode, decode_sound
 
 ENVIRONMENTS = 3
 

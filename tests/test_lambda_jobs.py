@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import scripts
+from tests.support import scripts
 from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
 from tests.test_lambda_runtime import dockerfile_handler, event, function_env
 

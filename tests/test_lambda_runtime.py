@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import LambdaRuntime, S3Server, free_ports, lambda_runtime
-from tests.video import decode
+from tests.support.video import decode
 
 PROJECT = Path(__file__).resolve().parent.parent
 EVENTS = PROJECT / "events"

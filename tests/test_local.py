@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import scripts
-from tests.video import decode
+from tests.support import scripts
+from tests.support.video import decode
 
 PROJECT = Path(__file__).parent.parent
 

@@ -8,7 +8,7 @@ import pytest
 from handler.app import lambda_handler
 from handler.local import LocalContext
 from handler.observability import logger
-from tests import scripts
+from tests.support import scripts
 
 
 class _CurrentStdout:

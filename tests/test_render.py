@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from render import RenderLimits, RenderTimeout, ScriptError
-from tests import scripts
-from tests.video import decode
+from tests.support import scripts
+from tests.support.video import decode
 
 
 def running(pid: int, wait_seconds: float = 5) -> bool:

@@ -12,7 +12,7 @@ from moto import mock_aws
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from handler.storage import LocalStorage, S3Storage, StorageError, storage_from_settings
-from tests import scripts
+from tests.support import scripts
 
 BUCKET = "videos-bucket"
 

@@ -11,7 +11,7 @@ from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from render import RenderLimits, RenderWorker, ToolMissing
 from render.latex import missing_tool
-from tests import scripts
+from tests.support import scripts
 
 EVENTS = Path(__file__).parent.parent / "events"
 
