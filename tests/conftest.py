@@ -8,7 +8,8 @@ import pytest
 from handler.app import get_storage, get_worker
 from handler.settings import Settings, get_settings
 from render import RenderWorker
-from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
+from tests.support.seaweedfs import S3Server, seaweed_s3
+from tests.support.task_root import readable_tempdir, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
 IMAGE_TESTS = Path(__file__).resolve().parent / "image"
@@ -81,7 +82,7 @@ def local_store(tmp_path: Path) -> Path:
     return tmp_path / "store"
 
 
-# Real services on loopback (tests/services.py): SeaweedFS S3 and the Lambda RIE.
+# Real services on loopback (tests/support/): SeaweedFS S3 and the Lambda RIE's task root.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

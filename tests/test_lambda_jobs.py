@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import scripts
-from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
+from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.lambda_service import LambdaService, lambda_service
+from tests.support.seaweedfs import S3Server
 from tests.test_lambda_runtime import dockerfile_handler, event, function_env
 
 

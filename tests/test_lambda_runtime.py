@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import LambdaRuntime, S3Server, free_ports, lambda_runtime
+from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.processes import free_ports
+from tests.support.seaweedfs import S3Server
 from tests.support.video import decode
 
 PROJECT = Path(__file__).resolve().parent.parent

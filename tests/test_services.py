@@ -15,17 +15,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.services import (
-    InvokeError,
-    LambdaRuntime,
-    S3Server,
-    lambda_runtime,
-    readable_tempdir,
-    seaweed_s3,
-    stage_task_root,
-    task_python,
-    world_traversable,
-)
+from tests.support.lambda_runtime import InvokeError, LambdaRuntime, lambda_runtime
+from tests.support.seaweedfs import S3Server, seaweed_s3
+from tests.support.task_root import readable_tempdir, stage_task_root, task_python, world_traversable
 
 PROBE = '''
 import os
