@@ -2,12 +2,14 @@
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from handler.app import get_storage, get_worker
 from handler.settings import Settings, get_settings
 from render import RenderWorker
+from tests.support.moto_s3 import moto_s3
 from tests.support.seaweedfs import S3Server, seaweed_s3
 from tests.support.task_root import readable_tempdir, stage_task_root
 
@@ -80,6 +82,16 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
 def local_store(tmp_path: Path) -> Path:
     """The embedded store's directory (the default storage when no bucket is set)."""
     return tmp_path / "store"
+
+
+@pytest.fixture
+def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto's S3 with its bucket, BUCKET of tests/support/moto_s3.py; a client of it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with moto_s3() as client:
+        yield client
 
 
 # Real services on loopback (tests/support/): SeaweedFS S3 and the Lambda RIE's task root.

@@ -11,12 +11,11 @@ import pytest
 
 from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
+from tests.support.lambda_function import dockerfile_handler, function_env
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.lambda_service import LambdaService, lambda_service
 from tests.support.seaweedfs import S3Server
-from tests.support.video import decode, decode_sound
-from tests.test_chunks import psnr
-from tests.test_lambda_runtime import dockerfile_handler, function_env
+from tests.support.video import decode, decode_sound, psnr
 
 ENVIRONMENTS = 3
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import scripts
+from tests.support.lambda_function import dockerfile_handler, event, function_env
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.lambda_service import LambdaService, lambda_service
 from tests.support.seaweedfs import S3Server
-from tests.test_lambda_runtime import dockerfile_handler, event, function_env
 
 
 @pytest.fixture(scope="module")
