@@ -1,5 +1,6 @@
-"""moto's S3, in-process, for the S3 edge cases of the unit tests (conftest.py's `s3` fixture).
-It accepts any signature: seaweedfs.py's server is the real S3 API, with real checks."""
+"""moto's S3, in-process, for the S3 edge cases of the unit tests (the `s3` fixture of
+tests/unit/conftest.py). It accepts any signature: seaweedfs.py's server is the real S3 API,
+with real checks."""
 
 import contextlib
 from collections.abc import Iterator

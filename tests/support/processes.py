@@ -1,6 +1,6 @@
 """Processes and ports for the services the tests run: free loopback ports, waiting for a
 service to be ready (failing fast, with its log, when it dies), and stopping it with all it
-started (each service runs in its own process group)."""
+started (each service runs in its own process group); and whether a process still runs."""
 
 from __future__ import annotations
 
@@ -73,3 +73,11 @@ def stop_group(process: subprocess.Popen[bytes], grace: float) -> None:
         process.wait()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie left for a parent that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False

@@ -1,6 +1,6 @@
 """A SeaweedFS `weed mini` server on loopback: a real S3 API with real signature checks (moto
 accepts any signature, so it cannot catch credential or presigning mistakes). The session's
-server is conftest.py's `s3_server` fixture."""
+server is the `s3_server` fixture of tests/conftest.py."""
 
 from __future__ import annotations
 

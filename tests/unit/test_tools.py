@@ -13,7 +13,7 @@ from render import RenderLimits, RenderWorker, ToolMissing
 from render.latex import missing_tool
 from tests.support import scripts
 
-EVENTS = Path(__file__).parent.parent / "events"
+EVENTS = Path(__file__).parents[2] / "events"
 
 pytestmark = pytest.mark.usefixtures("worker_without_tex")
 

@@ -26,12 +26,6 @@ def bucket(s3_server: S3Server) -> str:
 
 
 @pytest.fixture(scope="module")
-def service() -> Iterator[LambdaService]:
-    with lambda_service() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
     with contextlib.ExitStack() as stack:
         # Each environment its own work folder, as each Lambda environment has its own /tmp.

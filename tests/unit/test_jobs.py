@@ -1,5 +1,5 @@
 """Async jobs and status polling, in-process with the local dispatcher (the pool that `make
-serve` uses); the Lambda self-invoke path is in test_lambda_runtime.py."""
+serve` uses); the Lambda self-invoke path is in tests/lambda_rie/test_jobs.py."""
 
 import json
 import time
@@ -54,7 +54,7 @@ def test_a_failed_job_carries_the_same_error_as_a_synchronous_request(local_stor
 
 def http_api_status_event(job_id: str) -> dict:
     """What the HTTP API's signed status route sends (payload 2.0), from the bundled GET event."""
-    event = json.loads((Path(__file__).parent.parent / "events" / "http-api-health.json").read_text())
+    event = json.loads((Path(__file__).parents[2] / "events" / "http-api-health.json").read_text())
     path = f"/api/render/status/{job_id}"
     event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/render/status/{jobId}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path

@@ -13,7 +13,7 @@ from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
 from tests.support.video import decode, decode_sound
 
-EVENTS = Path(__file__).parent.parent / "events"
+EVENTS = Path(__file__).parents[2] / "events"
 
 
 def load_event(name: str) -> dict:

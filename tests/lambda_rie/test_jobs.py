@@ -12,14 +12,8 @@ import pytest
 from tests.support import scripts
 from tests.support.lambda_function import dockerfile_handler, event, function_env
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
-from tests.support.lambda_service import LambdaService, lambda_service
+from tests.support.lambda_service import LambdaService
 from tests.support.seaweedfs import S3Server
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LambdaService]:
-    with lambda_service() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
