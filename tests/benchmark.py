@@ -26,7 +26,9 @@ from pathlib import Path
 
 from render import Deadline, RenderLimits, WorkerClient, choose_scene
 from render.chunks import join, split
-from tests.services import free_ports, lambda_runtime, readable_tempdir, stage_task_root
+from tests.support.lambda_runtime import lambda_runtime
+from tests.support.processes import free_ports
+from tests.support.task_root import readable_tempdir, stage_task_root
 
 PROJECT = Path(__file__).resolve().parent.parent
 

@@ -1,6 +1,8 @@
-"""Shared fixtures. Settings are read from the environment, so each test gets a clean one."""
+"""Fixtures of every kind of test. Settings are read from the environment, so each test gets a
+clean one; the real services (tests/support/) are started once a session. The in-process
+fixtures of the unit tests are in tests/unit/conftest.py."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -8,7 +10,8 @@ import pytest
 from handler.environment import Environment, use_environment
 from handler.settings import Settings
 from render import WorkerClient
-from tests.services import S3Server, readable_tempdir, seaweed_s3, stage_task_root
+from tests.support.seaweedfs import S3Server, seaweed_s3
+from tests.support.task_root import readable_tempdir, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
 IMAGE_TESTS = Path(__file__).resolve().parent / "image"
@@ -56,27 +59,7 @@ def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, work_dir: Pa
     use_environment(None)
 
 
-@pytest.fixture
-def configure(monkeypatch: pytest.MonkeyPatch, worker: WorkerClient) -> Callable[..., Environment]:
-    """Set environment settings for this test and return the environment the handler now serves with."""
-
-    def apply(**values: str) -> Environment:
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        environment = Environment.assemble(Settings.from_env(), worker=worker)
-        use_environment(environment)
-        return environment
-
-    return apply
-
-
-@pytest.fixture
-def local_store(tmp_path: Path) -> Path:
-    """The embedded store's directory (the default storage when no bucket is set)."""
-    return tmp_path / "store"
-
-
-# Real services on loopback (tests/services.py): SeaweedFS S3 and the Lambda RIE.
+# Real services on loopback (tests/support/): SeaweedFS S3 and the Lambda RIE's task root.
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

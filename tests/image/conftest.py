@@ -6,7 +6,7 @@ from typing import Any
 import docker
 import pytest
 
-from tests.services import S3Server
+from tests.support.seaweedfs import S3Server
 
 
 @pytest.fixture(scope="session")

@@ -27,8 +27,9 @@ from packaging.markers import Marker
 from samtranslator.yaml_helper import yaml_parse
 
 from tests.image.base import build_image, locked_manim_version
-from tests.services import LAMBDA_TMPFS, S3Server, container_runtime, seaweed_s3
-from tests.test_lambda_runtime import assert_stored_video, event, function_env
+from tests.support.container_runtime import LAMBDA_TMPFS, container_runtime
+from tests.support.lambda_function import assert_stored_video, event, function_env
+from tests.support.seaweedfs import S3Server, seaweed_s3
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

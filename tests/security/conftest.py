@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests import scripts
-from tests.services import LambdaRuntime, S3Server, container_runtime, lambda_runtime
-from tests.test_lambda_runtime import dockerfile_handler, function_env
-from tests.video import decode
+from tests.support import scripts
+from tests.support.container_runtime import container_runtime
+from tests.support.lambda_function import dockerfile_handler, function_env
+from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.seaweedfs import S3Server
+from tests.support.video import decode
 
 # The limits the hostile function runs with: small, so that breaking them is quick.
 TIMEOUT_SECONDS = 8

@@ -1,23 +1,17 @@
 """Chunked rendering gives the same video as a whole render, frame for frame."""
 
-import numpy as np
 import pytest
 
 from render import Deadline, RenderLimits, RenderSpec, ScriptError, render
 from render.chunks import choose_chunks, split
-from tests.chunk_scenes import SCENES
-from tests.video import decode
+from tests.support.chunk_scenes import SCENES
+from tests.support.video import decode, psnr
 
 
 
 def low(scene: str) -> dict:
     """The worker client's arguments for a -ql render of `scene` with two minutes to go."""
     return {"scene": scene, "quality": "-ql", "limits": RenderLimits(), "deadline": Deadline.after(120)}
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
 
 
 @pytest.mark.parametrize("name", sorted(SCENES))

@@ -7,8 +7,8 @@ import pytest
 
 from render import Deadline, RenderLimits, RenderSpec, RenderTimeout, ScriptError
 from render import render as render_scene
-from tests import scripts
-from tests.video import decode
+from tests.support import scripts
+from tests.support.video import decode
 
 
 def running(pid: int, wait_seconds: float = 5) -> bool:

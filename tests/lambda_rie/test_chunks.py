@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests import scripts
-from tests.chunk_scenes import BEEPS, SCENES
-from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
-from tests.test_chunks import psnr
-from tests.test_lambda_runtime import dockerfile_handler, function_env
-from tests.video import decode, decode_sound
+from tests.support import scripts
+from tests.support.chunk_scenes import BEEPS, SCENES
+from tests.support.lambda_function import dockerfile_handler, function_env
+from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.lambda_service import LambdaService, lambda_service
+from tests.support.seaweedfs import S3Server
+from tests.support.video import decode, decode_sound, psnr
 
 ENVIRONMENTS = 3
 
@@ -22,12 +23,6 @@ ENVIRONMENTS = 3
 @pytest.fixture(scope="module")
 def bucket(s3_server: S3Server) -> str:
     return s3_server.new_bucket("fanout")
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LambdaService]:
-    with lambda_service() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Decode a rendered video, so tests assert what a viewer would see, not that a file exists."""
+"""Decode a rendered video, so tests assert what a viewer would see, not that a file exists; and
+compare frames."""
 
 from __future__ import annotations
 
@@ -41,3 +42,9 @@ def decode_sound(path: Path) -> np.ndarray | None:
             return None
         stream = container.streams.audio[0]
         return np.concatenate([frame.to_ndarray().reshape(-1) for frame in container.decode(stream)])
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """The peak signal-to-noise ratio between two RGB frames, in dB (infinite when they are equal)."""
+    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)

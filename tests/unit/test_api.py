@@ -9,11 +9,11 @@ import pytest
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
-from tests import scripts
-from tests.chunk_scenes import BEEPS, SCENES
-from tests.video import decode, decode_sound
+from tests.support import scripts
+from tests.support.chunk_scenes import BEEPS, SCENES
+from tests.support.video import decode, decode_sound
 
-EVENTS = Path(__file__).parent.parent / "events"
+EVENTS = Path(__file__).parents[2] / "events"
 
 
 def load_event(name: str) -> dict:

@@ -1,5 +1,5 @@
 """Async jobs and status polling, in-process with the local dispatcher (the pool that `make
-serve` uses); the Lambda self-invoke path is in test_lambda_runtime.py."""
+serve` uses); the Lambda self-invoke path is in tests/lambda_rie/test_jobs.py."""
 
 import json
 import time
@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from handler.app import lambda_handler
-from handler.local import LocalContext, function_url_event
-from tests import scripts
+from handler.local import LocalContext
+from tests.support import scripts
+from tests.support.handler_calls import http, wait_for_job
 
 # About three seconds of rendering at -ql, in thirty animations: long enough to watch.
 MANY_ANIMATIONS = """\
@@ -22,27 +23,6 @@ class Steps(Scene):
         for _ in range(30):
             self.play(dot.animate.shift(RIGHT * 0.1), run_time=1)
 """
-
-
-def http(method: str, path: str, body: object = None, **headers: str) -> tuple[int, dict]:
-    raw = b"" if body is None else json.dumps(body).encode()
-    event = function_url_event(method, path, {"Host": "worker.test", "Content-Type": "application/json", **headers}, raw)
-    result = lambda_handler(event, LocalContext())
-    return result["statusCode"], json.loads(result["body"])
-
-
-def wait_for_job(job_id: str, seconds: float = 120) -> tuple[dict, list[dict]]:
-    """Poll the status route until the job ends; return its last record and all seen."""
-    seen = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        status, body = http("GET", f"/api/render/status/{job_id}")
-        assert status == 200, body
-        seen.append(body)
-        if body["status"] in ("succeeded", "failed"):
-            return body, seen
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not end: {seen[-1]}")
 
 
 def test_an_async_request_is_accepted_at_once_and_polled_to_success(local_store):
@@ -74,7 +54,7 @@ def test_a_failed_job_carries_the_same_error_as_a_synchronous_request(local_stor
 
 def http_api_status_event(job_id: str) -> dict:
     """What the HTTP API's signed status route sends (payload 2.0), from the bundled GET event."""
-    event = json.loads((Path(__file__).parent.parent / "events" / "http-api-health.json").read_text())
+    event = json.loads((Path(__file__).parents[2] / "events" / "http-api-health.json").read_text())
     path = f"/api/render/status/{job_id}"
     event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/render/status/{jobId}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import scripts
-from tests.video import decode
+from tests.support import scripts
+from tests.support.video import decode
 
-PROJECT = Path(__file__).parent.parent
+PROJECT = Path(__file__).parents[2]
 
 # The seed README's integration example, as its callers run it (type annotation removed so
 # that plain Node runs it).

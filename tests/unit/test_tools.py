@@ -12,9 +12,9 @@ from handler.local import LocalContext, function_url_event
 from render import Deadline, RenderLimits, ToolMissing, WorkerClient, choose_scene
 from render.latex import missing_tool
 from render.messages import TexRequest
-from tests import scripts
+from tests.support import scripts
 
-EVENTS = Path(__file__).parent.parent / "events"
+EVENTS = Path(__file__).parents[2] / "events"
 
 pytestmark = pytest.mark.usefixtures("worker_without_tex")
 

@@ -1,31 +1,18 @@
-"""The test services themselves: SeaweedFS speaks real, authenticated S3 on loopback only, and
-the Lambda RIE runs a handler the way Lambda does (unprivileged, read-only task root, Lambda's
-error and timeout shapes). A throwaway `probe` handler, written here, reports what it sees."""
+"""The emulated Lambda itself: the RIE runs a handler the way Lambda does (unprivileged,
+read-only task root, Lambda's error and timeout shapes), from a task root staged for the
+function user. A throwaway `probe` handler, written here, reports what it sees."""
 
-import contextlib
-import os
 import pwd
-import socket
 import stat
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from botocore.exceptions import ClientError
 
-from tests.services import (
-    InvokeError,
-    LambdaRuntime,
-    S3Server,
-    lambda_runtime,
-    readable_tempdir,
-    seaweed_s3,
-    stage_task_root,
-    task_python,
-    world_traversable,
-)
+from tests.support.lambda_runtime import InvokeError, LambdaRuntime, lambda_runtime
+from tests.support.processes import alive
+from tests.support.seaweedfs import S3Server
+from tests.support.task_root import readable_tempdir, stage_task_root, task_python, world_traversable
 
 PROBE = '''
 import os
@@ -71,33 +58,6 @@ def handler(event, context):
     }
 '''
 NOBODY = pwd.getpwnam("nobody")
-
-
-def _alive(pid: int) -> bool:
-    """Running, not merely a zombie left for a parent that is gone."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except FileNotFoundError:
-        return False
-
-
-def _listening(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket `pid` listens on, read from /proc."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(FileNotFoundError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target.removeprefix("socket:[").removesuffix("]"))
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            address, port = fields[1].split(":")
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                host = socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address
-                found.add((host, int(port, 16)))
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -170,10 +130,10 @@ def test_stopping_the_runtime_ends_the_function_process(probe_root: Path, lambda
     python = task_python(lambda_task_root)
     with lambda_runtime("probe.handler", probe_root, {}, python=python) as runtime:
         function_pid = runtime.invoke({})["pid"]
-        assert _alive(function_pid)
+        assert alive(function_pid)
 
     assert runtime.process.poll() is not None
-    assert not _alive(function_pid)
+    assert not alive(function_pid)
 
 
 def test_a_task_root_the_function_user_cannot_reach_is_refused(tmp_path: Path) -> None:
@@ -219,33 +179,3 @@ def test_stage_task_root_copies_a_closed_project_readable_and_read_only(tmp_path
             assert not path.lstat().st_mode & (stat.S_IWGRP | stat.S_IWOTH) or path.is_symlink(), path
         assert stat.S_IMODE((project / "handler" / "app.py").stat().st_mode) == 0o600  # sources untouched
         assert stat.S_IMODE((project / "render").stat().st_mode) == 0o700
-
-
-def test_seaweed_serves_authenticated_s3_on_loopback_only_and_stops(tmp_path: Path) -> None:
-    with seaweed_s3(tmp_path) as server:
-        listening = _listening(server.pid)
-        assert {host for host, _ in listening} == {"127.0.0.1"}
-        assert {port for _, port in listening} <= set(server.ports.values())
-
-        client = server.client()
-        client.create_bucket(Bucket="round-trip")
-        client.put_object(Bucket="round-trip", Key="videos/x/Scene.mp4", Body=b"\x00video", ContentType="video/mp4")
-        stored = client.get_object(Bucket="round-trip", Key="videos/x/Scene.mp4")
-        assert (stored["Body"].read(), stored["ContentType"]) == (b"\x00video", "video/mp4")
-
-        url = client.generate_presigned_url(
-            "get_object", Params={"Bucket": "round-trip", "Key": "videos/x/Scene.mp4"}, ExpiresIn=60
-        )
-        with urllib.request.urlopen(url, timeout=10) as response:
-            assert response.read() == b"\x00video"
-
-        with pytest.raises(urllib.error.HTTPError) as anonymous:
-            urllib.request.urlopen(url.split("?")[0], timeout=10)
-        assert anonymous.value.code == 403
-        with pytest.raises(ClientError):
-            server.client(aws_secret_access_key="wrong").get_object(Bucket="round-trip", Key="videos/x/Scene.mp4")
-
-    assert not _alive(server.pid)
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", server.ports["s3.port"])) != 0
-    assert not list(Path("/tmp").glob(f"seaweedfs-*-grpc-{server.ports['s3.port.grpc']}.sock"))

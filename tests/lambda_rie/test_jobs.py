@@ -9,15 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import scripts
-from tests.services import LambdaRuntime, LambdaService, S3Server, lambda_runtime, lambda_service
-from tests.test_lambda_runtime import dockerfile_handler, event, function_env
-
-
-@pytest.fixture(scope="module")
-def service() -> Iterator[LambdaService]:
-    with lambda_service() as running:
-        yield running
+from tests.support import scripts
+from tests.support.lambda_function import dockerfile_handler, event, function_env
+from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.lambda_service import LambdaService
+from tests.support.seaweedfs import S3Server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import pytest
 from handler.app import lambda_handler
 from handler.local import LocalContext
 from handler.observability import logger
-from tests import scripts
+from tests.support import scripts
+from tests.support.handler_calls import wait_for_job
 
 
 class _CurrentStdout:
@@ -77,8 +78,6 @@ def test_a_jobs_lines_carry_its_id(local_store, output):
         {"codeContent": scripts.CIRCLE, "quality": "-qm", "async": True, "jobId": "logged-job"}, LocalContext()
     )
     assert accepted["statusCode"] == 202
-    from tests.test_jobs import wait_for_job
-
     wait_for_job("logged-job")
     rendered = next(record for record in lines(output.readouterr().out) if record.get("message") == "Rendered")
     assert rendered["job_id"] == "logged-job" and rendered["cache"] == "miss"

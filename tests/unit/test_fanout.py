@@ -16,7 +16,7 @@ from handler.fanout import LambdaRanges, render_chunk
 from handler.models import RenderChunkEvent
 from handler.storage import LocalStorage
 from render import Deadline, Progress, Range, RenderLimits, RenderSpec
-from tests import scripts
+from tests.support import scripts
 
 INTERNAL = {"statusCode": 500, "message": "worker died", "errors": {"type": "RendererFailed", "class": "internal"}}
 SCRIPT = {"statusCode": 422, "message": "NameError", "errors": {"type": "NameError", "class": "script_error"}}

@@ -5,27 +5,13 @@ import re
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from handler.storage import LocalStorage, S3Storage, StorageError, storage_from_settings
-from tests import scripts
-
-BUCKET = "videos-bucket"
-
-
-@pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
+from tests.support import scripts
+from tests.support.moto_s3 import BUCKET
 
 
 @pytest.fixture

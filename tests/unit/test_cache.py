@@ -11,8 +11,8 @@ from handler.app import lambda_handler
 from handler.cache import acquire_lease, cache_key, lease_key, normalise, release_lease
 from handler.local import LocalContext
 from handler.storage import LocalStorage
-from tests import scripts
-from tests.test_storage import BUCKET, s3  # noqa: F401 - the moto S3 fixture
+from tests.support import scripts
+from tests.support.moto_s3 import BUCKET
 
 
 def render(code: str = scripts.CIRCLE, **fields: object) -> dict:
@@ -81,7 +81,7 @@ def test_identical_requests_arriving_together_render_once(local_store):
 
 
 @pytest.mark.usefixtures("local_store")
-def test_a_hit_on_s3_costs_one_head_request(s3, configure):  # noqa: F811 - the fixture
+def test_a_hit_on_s3_costs_one_head_request(s3, configure):
     storage = configure(S3_BUCKET_NAME=BUCKET).storage
     render()
     calls: list[str] = []

@@ -7,7 +7,7 @@ import pytest
 
 from render import ScriptError, choose_scene, find_scenes
 from render.scenes import MANIM_SCENE_CLASSES
-from tests import scripts
+from tests.support import scripts
 
 
 def test_known_scene_classes_are_exactly_manims():

@@ -1,0 +1,77 @@
+"""A stand-in for the Lambda service's Invoke API, so that functions under the RIE can invoke
+themselves asynchronously (jobs, chunks) as they do on Lambda."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.lambda_runtime import LambdaRuntime
+from tests.support.processes import LOOPBACK, free_ports
+
+
+@dataclass
+class LambdaService:
+    """A stand-in for the Lambda service's Invoke API, for the function's own asynchronous
+    (`InvocationType=Event`) invokes: it answers 202 at once, as Lambda does, records the
+    call as boto3 made it, and delivers the event to the emulated function once that is free.
+    Point the functions at it with `LAMBDA_ENDPOINT_URL`, then list them in `targets`: each
+    event goes to one that is idle (like an execution environment), in parallel."""
+
+    url: str
+    targets: list[LambdaRuntime] = field(default_factory=list)
+    received: list[dict[str, Any]] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def lambda_service() -> Iterator[LambdaService]:
+    """Run a LambdaService on a free loopback port until the block ends."""
+    import queue
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pending: queue.Queue[bytes | None] = queue.Queue()
+    (port,) = free_ports(1)
+    service = LambdaService(url=f"http://{LOOPBACK}:{port}")
+
+    class Invoke(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            parts = self.path.split("/")
+            service.received.append(
+                {
+                    "function": parts[3] if len(parts) > 3 else "",
+                    "invocationType": self.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+                    "payload": json.loads(payload or b"null"),
+                }
+            )
+            pending.put(payload)
+            self.send_response(202)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    def deliver_one(event: dict[str, Any]) -> None:
+        while not any(runtime.try_invoke(event) for runtime in list(service.targets)):
+            time.sleep(0.05)  # every environment is busy, or none is listed yet
+
+    def deliver() -> None:
+        while (payload := pending.get()) is not None:
+            threading.Thread(target=deliver_one, args=(json.loads(payload),), daemon=True).start()
+
+    server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
+    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        yield service
+    finally:
+        pending.put(None)
+        server.shutdown()
+        server.server_close()
