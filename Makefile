@@ -12,12 +12,13 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: help install system-packages run serve test bench image image-test debian-check
+.PHONY: help install system-packages run serve lint test bench image image-test debian-check
 
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
 	@echo "make serve  run the local HTTP server on PORT (default 3001)"
-	@echo "make test   run every test"
+	@echo "make lint   ruff and mypy over handler/, render/ and tests/ (configured in pyproject.toml)"
+	@echo "make test   make lint, then run every test"
 	@echo "make bench  time the warm service against the manim CLI"
 	@echo "make image  build the Lambda image with sam build (Docker, or Podman's socket)"
 	@echo "make image-test  build the image, then test it as Lambda and sam local run it"
@@ -49,7 +50,11 @@ run: install
 serve: install
 	$(VENV)/bin/python -m handler.local serve
 
-test: install
+# Both run, whatever the first finds; either failing fails the target.
+lint: install
+	$(VENV)/bin/ruff check || failed=1; $(VENV)/bin/mypy || failed=1; exit $${failed:-0}
+
+test: lint
 	$(VENV)/bin/python -m pytest
 
 bench: install
