@@ -59,7 +59,7 @@ _assembling = threading.Lock()
 
 def current_environment() -> Environment:
     """This execution environment, assembled from the process's settings on first use."""
-    global _current
+    global _current  # noqa: PLW0603 - one environment per process, by design
     with _assembling:
         if _current is None:
             _current = Environment.assemble(Settings.from_env())
@@ -69,6 +69,6 @@ def current_environment() -> Environment:
 def use_environment(environment: Environment | None) -> None:
     """Serve with `environment` from now on (the local server and tests assemble their own);
     None assembles one again from the settings on next use."""
-    global _current
+    global _current  # noqa: PLW0603 - one environment per process, by design
     with _assembling:
         _current = environment

@@ -76,7 +76,8 @@ class LambdaRanges:
             elif marker is not None and marker["ok"]:
                 return
             elif marker is not None:
-                failed = Problem(int(marker["error"]["statusCode"]), {k: v for k, v in marker["error"].items() if k != "statusCode"})
+                answer = dict(marker["error"])
+                failed = Problem(int(answer.pop("statusCode")), answer)
                 if failed.error_class not in _TRANSIENT or retried:
                     raise ChunkFailed(failed)
                 retried = True

@@ -123,10 +123,11 @@ class S3Storage:
         answer = self._get("get_object", key)
         return json.loads(answer["Body"].read()) if answer is not None else None
 
-    def _put_json(self, key: str, data: dict[str, Any], **conditions: str) -> None:
-        self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=_json_bytes(data), ContentType="application/json", **conditions
-        )
+    def _put_json(self, key: str, data: dict[str, Any], *, only_if_new: bool = False) -> None:
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": "application/json"}
+        if only_if_new:
+            request["IfNoneMatch"] = "*"  # S3's conditional write
+        self._client.put_object(Body=_json_bytes(data), **request)
 
     def write_json(self, key: str, data: dict[str, Any]) -> None:
         try:
@@ -136,7 +137,7 @@ class S3Storage:
 
     def create_json(self, key: str, data: dict[str, Any]) -> bool:
         try:
-            self._put_json(key, data, IfNoneMatch="*")  # S3's conditional write
+            self._put_json(key, data, only_if_new=True)
             return True
         except ClientError as error:
             if error.response["Error"]["Code"] in ("PreconditionFailed", "ConditionalRequestConflict"):

@@ -172,7 +172,7 @@ def split(frames: list[int], chunks: int) -> list[tuple[int, int]]:
         share = total * k / chunks
         candidates = range(starts[-1] + 1, len(frames) - (chunks - k) + 1)
         starts.append(min(candidates, key=lambda end: abs(through[end - 1] - share)))
-    return list(zip(starts, starts[1:] + [len(frames)], strict=True))
+    return list(zip(starts, [*starts[1:], len(frames)], strict=True))
 
 
 def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> None:
@@ -191,7 +191,7 @@ def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> Non
             with av.open(str(part)) as source:
                 last_end = offset
                 for packet in source.demux(source.streams.video[0]):
-                    if packet.dts is None:
+                    if packet.dts is None or packet.pts is None:
                         continue
                     end = packet.pts + (packet.duration or 0)
                     packet.pts += offset
@@ -201,7 +201,7 @@ def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> Non
                     target.mux(packet)
                 offset = last_end
         if soundtrack is not None:
-            for packet in sound.demux(sound.streams.audio[0]):
-                if packet.dts is not None:
-                    packet.stream = audio
-                    target.mux(packet)
+            for sound_packet in sound.demux(sound.streams.audio[0]):
+                if sound_packet.dts is not None:
+                    sound_packet.stream = audio
+                    target.mux(sound_packet)

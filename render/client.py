@@ -212,7 +212,9 @@ class WorkerClient:
         if quality not in QUALITY_FLAGS:
             raise ValueError(f"unknown quality flag {quality!r}")
         timeout = deadline.seconds_left()
-        task = Task(root=str(root), scene=scene, quality=QUALITY_FLAGS[quality], timeout_seconds=timeout, limits=limits, parts=parts)
+        task = Task(
+            root=str(root), scene=scene, quality=QUALITY_FLAGS[quality], timeout_seconds=timeout, limits=limits, parts=parts
+        )
         return self._run(task, on_progress).outcomes, round(timeout, 1)
 
     def plan(self, code: str, *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, scratch: Path) -> Plan:
@@ -265,7 +267,14 @@ class WorkerClient:
 
     @contextmanager
     def join(
-        self, pieces: list[Path], *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, soundtrack: Path | None = None
+        self,
+        pieces: list[Path],
+        *,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        deadline: Deadline,
+        soundtrack: Path | None = None,
     ) -> Iterator[Path]:
         """Join video pieces (from chunks rendered elsewhere) into one, with the plan's
         soundtrack, in a task of its own; the joined video is valid until the block ends."""
@@ -286,7 +295,7 @@ class WorkerClient:
         written by a script, so only a process without credentials parses them."""
         part = JoinPart(
             pieces=[str(piece) for piece in pieces],
-            soundtrack=soundtrack and str(soundtrack),
+            soundtrack=str(soundtrack) if soundtrack is not None else None,
             output=f"{scene}.mp4",
         )
         (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [part])

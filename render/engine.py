@@ -124,7 +124,7 @@ def _in_worker(
         limits=spec.limits,
         deadline=spec.deadline,
         ranges=ranges,
-        soundtrack=plan and plan.soundtrack,
+        soundtrack=plan.soundtrack if plan is not None else None,
         on_progress=on_progress,
     )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, ClassVar
 
 from render.limits import RenderLimits
 
@@ -72,7 +72,7 @@ class ResourceLimitExceeded(RenderError):
     open files) and was stopped."""
 
     # Each limit's name in a sentence, the RenderLimits field that sets it, and its unit.
-    _DESCRIPTIONS = {
+    _DESCRIPTIONS: ClassVar[dict[str, tuple[str, str, str]]] = {
         "memory": ("memory", "memory_mb", "MB"),
         "output": ("output size", "max_output_mb", "MB"),
         "processes": ("process count", "max_processes", ""),
@@ -80,6 +80,7 @@ class ResourceLimitExceeded(RenderError):
     }
 
     def __init__(self, limit: str, limits: RenderLimits, timeout_seconds: float) -> None:
+        self.value: float | None
         if limit == "cpu":
             self.what, self.value, self.unit = "CPU time", float(timeout_seconds), "s"
         else:
@@ -90,7 +91,8 @@ class ResourceLimitExceeded(RenderError):
 
     def describe(self, setting: str | None = None) -> str:
         """The sentence for the caller, naming the deployment's `setting` for it if given."""
-        amount = f" of {self.value:g}{(' ' + self.unit) if self.unit else ''}" if self.value is not None else ""
+        unit = f" {self.unit}" if self.unit else ""
+        amount = f" of {self.value:g}{unit}" if self.value is not None else ""
         named = f" ({setting})" if setting else ""
         return f"The render exceeded its {self.what} limit{amount}{named} and was stopped."
 

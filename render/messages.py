@@ -127,9 +127,12 @@ class PlanMade(Message):
     soundtrack: FilePath | None = None
 
 
+LimitName = Literal["memory", "cpu", "output", "processes", "open_files"]
+
+
 class LimitHit(Message):
     kind: Literal["limit"] = "limit"
-    limit: Literal["memory", "cpu", "output", "processes", "open_files"]
+    limit: LimitName
 
 
 class ScriptFailed(Message):

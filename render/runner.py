@@ -29,6 +29,7 @@ from render.messages import (
     Channel,
     JoinPart,
     LimitHit,
+    LimitName,
     Part,
     PartReport,
     PlanMade,
@@ -68,7 +69,7 @@ def describe_exception(error: BaseException, script: str) -> ScriptFailed:
     if frames and frames[-1].filename != script:
         kept.append(frames[-1])
     shown = traceback.StackSummary.from_list(
-        [(_frame_label(f.filename, script), f.lineno, f.name, f.line) for f in kept]
+        [traceback.FrameSummary(_frame_label(f.filename, script), f.lineno, f.name, line=f.line) for f in kept]
     )
     user_lines = [frame.lineno for frame in frames if frame.filename == script]
     if isinstance(error, SyntaxError) and error.filename == script:
@@ -88,7 +89,6 @@ def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
     """Settings the job needs whatever the script sets: output inside the job, no extras."""
     config.media_dir = media_dir
     config.disable_caching = True  # a job renders once; Manim's partial-movie cache only costs
-    config.write_to_movie = True
     config.save_last_frame = False
     config.format = "mp4"
     config.preview = False
@@ -104,7 +104,9 @@ def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
 RANDOM_SEED = 0
 
 
-def render_scene(script: str, scene_name: str, quality: str, part: Part, index: int, parts: int, reporter: _ProgressReporter) -> PartReport:
+def render_scene(
+    script: str, scene_name: str, quality: str, part: Part, index: int, parts: int, reporter: _ProgressReporter
+) -> PartReport:
     """Execute the script as module `scene` and render the chosen scene, or the part of it
     that `part` names: all of it, a plan (frame counts and soundtrack), or a range of
     animations."""
@@ -126,8 +128,6 @@ def render_scene(script: str, scene_name: str, quality: str, part: Part, index: 
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
         _apply_job_config(config, media_dir, parts)  # the script may have moved it
-        if isinstance(part, PlanPart):
-            config.write_to_movie = False
         scene = module.__dict__[scene_name]()
         if isinstance(part, PlanPart):
             Path(media_dir).mkdir(parents=True, exist_ok=True)
@@ -143,10 +143,10 @@ def render_scene(script: str, scene_name: str, quality: str, part: Part, index: 
 
 
 # Exceptions that mean the script hit one of its rlimits rather than a bug of its own.
-_LIMIT_ERRNOS = {errno.EFBIG: "output", errno.EMFILE: "open_files", errno.EAGAIN: "processes"}
+_LIMIT_ERRNOS: dict[int, LimitName] = {errno.EFBIG: "output", errno.EMFILE: "open_files", errno.EAGAIN: "processes"}
 
 
-def limit_hit(error: BaseException) -> str | None:
+def limit_hit(error: BaseException) -> LimitName | None:
     """The name of the resource limit behind `error`, if it is one."""
     if isinstance(error, MemoryError):
         return "memory"
@@ -192,7 +192,7 @@ def join_pieces(workspace: Path, part: JoinPart) -> VideoMade:
     from render.chunks import join
 
     output = workspace / part.output
-    join([Path(piece) for piece in part.pieces], output, part.soundtrack and Path(part.soundtrack))
+    join([Path(piece) for piece in part.pieces], output, Path(part.soundtrack) if part.soundtrack else None)
     return VideoMade(path=str(output))
 
 
@@ -207,7 +207,7 @@ def run(task: Task, part: Part, index: int, channel: Channel) -> PartReport:
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:
-            return LimitHit(limit=limit)  # type: ignore[arg-type]
+            return LimitHit(limit=limit)
         return describe_exception(error, script)
 
 

@@ -93,10 +93,9 @@ def apply_limits(limits: RenderLimits, timeout_seconds: float) -> None:
         resource.RLIMIT_NPROC: (limits.max_processes,) * 2,
         resource.RLIMIT_CORE: (0, 0),
     }
-    for kind, (soft, hard) in settings.items():
+    for kind, (soft, wanted) in settings.items():
         _, current_hard = resource.getrlimit(kind)
-        if current_hard != resource.RLIM_INFINITY:
-            hard = min(hard, current_hard)
+        hard = wanted if current_hard == resource.RLIM_INFINITY else min(wanted, current_hard)
         resource.setrlimit(kind, (min(soft, hard), hard))
 
 

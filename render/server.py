@@ -27,6 +27,7 @@ from render.messages import (
     Crashed,
     Exited,
     LimitHit,
+    LimitName,
     MessageError,
     Outcome,
     Part,
@@ -51,13 +52,13 @@ from render.sandbox import become_subreaper, kill_descendants, make_non_dumpable
 _PART_MESSAGE_LIMIT = 1024 * 1024
 # The largest task the client may send.
 _TASK_LIMIT = 1024 * 1024
-_LIMIT_SIGNALS = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "output"}
+_LIMIT_SIGNALS: dict[int, LimitName] = {signal.SIGXCPU: "cpu", signal.SIGXFSZ: "output"}
 
 
 def _preload() -> None:
     """Import what a render needs, once, so that no part pays for it."""
-    import manim  # noqa: F401
-    import manim.mobject.text.tex_mobject  # noqa: F401
+    import manim
+    import manim.mobject.text.tex_mobject
     import manim.scene.scene_file_writer  # noqa: F401
     from manim.utils.tex_file_writing import compile_tex  # noqa: F401
 
@@ -213,7 +214,7 @@ class _RunningPart:
         if os.WIFSIGNALED(self.status):
             signum = os.WTERMSIG(self.status)
             if signum in _LIMIT_SIGNALS:
-                return LimitHit(limit=_LIMIT_SIGNALS[signum])  # type: ignore[arg-type]
+                return LimitHit(limit=_LIMIT_SIGNALS[signum])
             return Crashed(signal=signal.Signals(signum).name)
         return Exited(code=os.WEXITSTATUS(self.status))
 

@@ -13,7 +13,7 @@ from render import WorkerClient
 from tests.support.seaweedfs import S3Server, seaweed_s3
 from tests.support.task_root import readable_tempdir, stage_task_root
 
-_SETTING_NAMES = [field.alias for field in Settings.model_fields.values()]
+_SETTING_NAMES = [field.alias for field in Settings.model_fields.values() if field.alias]
 IMAGE_TESTS = Path(__file__).resolve().parent / "image"
 
 

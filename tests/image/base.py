@@ -31,12 +31,12 @@ DEBIAN_SUITE = "unstable"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 # The real image's runtime packages (its second stage), and TeX from Debian's texlive packages
 # in place of its TeX Live install. Python's headers are kept, as python:3.14-slim keeps them.
-ROOTFS_PACKAGES = (
-    "python3.14 python3.14-venv libpython3.14-dev ca-certificates "
-    "libcairo2 libpango-1.0-0 libpangocairo-1.0-0 libpangoft2-1.0-0 libffi8 libegl1 libgl1 "
-    "ghostscript fonts-noto-core fontconfig "
-    "texlive-latex-base texlive-latex-extra texlive-fonts-recommended dvisvgm cm-super-minimal"
-).split()
+ROOTFS_PACKAGES = [
+    *("python3.14", "python3.14-venv", "libpython3.14-dev", "ca-certificates"),
+    *("libcairo2", "libpango-1.0-0", "libpangocairo-1.0-0", "libpangoft2-1.0-0", "libffi8", "libegl1", "libgl1"),
+    *("ghostscript", "fonts-noto-core", "fontconfig"),
+    *("texlive-latex-base", "texlive-latex-extra", "texlive-fonts-recommended", "dvisvgm", "cm-super-minimal"),
+]
 # This machine's registries are reached through a TLS-intercepting proxy; builds on the stand-in
 # trust the same certificate authorities as the host (certificates, never credentials).
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")

@@ -205,8 +205,8 @@ def _locked_runtime_packages(environment: dict[str, str]) -> dict[str, str]:
         cwd=ROOT, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     wanted = {}
-    for line in exported.splitlines():
-        line = line.strip()
+    for raw in exported.splitlines():
+        line = raw.strip()
         if not line or line.startswith("#"):
             continue
         requirement, _, marker = line.partition(";")

@@ -47,7 +47,7 @@ def fetch(s3_server: S3Server, bucket: str, key: str, path: Path):
 
 
 def test_fanned_out_chunks_join_into_the_whole_render(functions, service, s3_server, bucket, tmp_path):
-    code, scene = SCENES["updater-dt"]
+    code, _ = SCENES["updater-dt"]
     coordinator = functions[0]
     whole = coordinator.invoke({"codeContent": code, "quality": "-ql", "cache": False})
     expected = fetch(s3_server, bucket, whole["s3Key"], tmp_path / "whole.mp4")

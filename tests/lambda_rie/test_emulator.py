@@ -132,7 +132,7 @@ def test_stopping_the_runtime_ends_the_function_process(probe_root: Path, lambda
         function_pid = runtime.invoke({})["pid"]
         assert alive(function_pid)
 
-    assert runtime.process.poll() is not None
+    assert runtime.process is not None and runtime.process.poll() is not None
     assert not alive(function_pid)
 
 

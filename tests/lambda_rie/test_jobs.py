@@ -42,7 +42,8 @@ def test_a_direct_async_invoke_runs_in_a_self_invocation(function, service):
     assert record["status"] == "succeeded", record
     assert record["s3Key"].endswith("/DrawCircle.mp4")
     call = next(call for call in service.received if call["payload"].get("jobId") == accepted["jobId"])
-    assert call == {"function": "function", "invocationType": "Event", "payload": {"action": "runJob", "jobId": accepted["jobId"]}}
+    run_job = {"action": "runJob", "jobId": accepted["jobId"]}
+    assert call == {"function": "function", "invocationType": "Event", "payload": run_job}
 
 
 def test_an_http_async_request_and_a_failing_job(function):
@@ -51,7 +52,8 @@ def test_an_http_async_request_and_a_failing_job(function):
     result = function.invoke(render)
     accepted = json.loads(result["body"])
     assert result["statusCode"] == 202
-    assert accepted["statusUrl"].startswith("https://") and accepted["statusUrl"].endswith(f"/api/render/status/{accepted['jobId']}")
+    assert accepted["statusUrl"].startswith("https://")
+    assert accepted["statusUrl"].endswith(f"/api/render/status/{accepted['jobId']}")
     record = poll(function, accepted["jobId"])
     assert record["status"] == "failed"
     assert record["error"]["statusCode"] == 422 and record["error"]["errors"]["type"] == "NameError"

@@ -12,7 +12,8 @@ from tests.security.conftest import MAX_OUTPUT_MB, TIMEOUT_SECONDS
 def scene(body: str, imports: str = "") -> str:
     """A scene whose construct runs `body` (indented by the caller's four spaces)."""
     lines = "\n".join("        " + line for line in body.strip("\n").splitlines())
-    return f"import os, sys, time, signal, subprocess\n{imports}\nfrom manim import *\n\n\nclass Hostile(Scene):\n    def construct(self):\n{lines}\n        self.wait(0.1)\n"
+    header = f"import os, sys, time, signal, subprocess\n{imports}\nfrom manim import *\n\n\n"
+    return header + f"class Hostile(Scene):\n    def construct(self):\n{lines}\n        self.wait(0.1)\n"
 
 
 def processes_with(argument: str) -> list[int]:

@@ -54,7 +54,9 @@ import random
 class Confetti(Scene):
     def construct(self):
         for _ in range(3):
-            dots = VGroup(*[Dot(np.array([random.uniform(-5, 5), random.uniform(-3, 3), 0]), color=random_color()) for _ in range(12)])
+            dots = VGroup(*[
+                Dot(np.array([random.uniform(-5, 5), random.uniform(-3, 3), 0]), color=random_color()) for _ in range(12)
+            ])
             self.play(FadeIn(dots), run_time=0.4)
             self.play(dots.animate.shift(np.random.uniform(-1, 1, 3) * [1, 1, 0]), run_time=0.4)
 """

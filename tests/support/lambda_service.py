@@ -39,7 +39,7 @@ def lambda_service() -> Iterator[LambdaService]:
     service = LambdaService(url=f"http://{LOOPBACK}:{port}")
 
     class Invoke(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             parts = self.path.split("/")
             service.received.append(

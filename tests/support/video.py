@@ -32,7 +32,7 @@ def decode(path: Path) -> DecodedVideo:
         stream = container.streams.video[0]
         assert stream.codec_context.name == "h264", stream.codec_context.name
         frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-        return DecodedVideo(stream.codec_context.width, stream.codec_context.height, float(stream.average_rate), frames)
+        return DecodedVideo(stream.codec_context.width, stream.codec_context.height, float(stream.average_rate or 0), frames)
 
 
 def decode_sound(path: Path) -> np.ndarray | None:

@@ -191,7 +191,7 @@ def test_chunks_render_the_same_video_in_parts(local_store):
     # "Long" is one animation: it cannot be split, so it renders whole.
     assert (status, chunked["chunks"], whole["chunks"]) == (200, 1, 1)
 
-    code, scene = SCENES["updater-dt"]
+    code, _ = SCENES["updater-dt"]
     status, whole = post_render({"codeContent": code, "quality": "-ql"})
     whole_frames = len(decode(local_store / whole["s3Key"]).frames)
     status, chunked = post_render({"codeContent": code, "quality": "-ql", "chunks": 2, "cache": False})

@@ -2,11 +2,10 @@
 
 import pytest
 
-from render import Deadline, RenderLimits, RenderSpec, ScriptError, render
+from render import Deadline, Progress, RenderLimits, RenderSpec, ScriptError, render
 from render.chunks import choose_chunks, split
 from tests.support.chunk_scenes import SCENES
 from tests.support.video import decode, psnr
-
 
 
 def low(scene: str) -> dict:
@@ -116,7 +115,7 @@ def test_ranges_rendered_elsewhere_are_joined_into_the_same_video(worker):
     spec = RenderSpec(code, "-ql", RenderLimits(), Deadline.after(120), scene=scene)
     with render(worker, spec) as video:
         whole = decode(video.path)
-    progress = []
+    progress: list[Progress] = []
 
     def run_range(work):
         with render(worker, work.spec) as piece:

@@ -290,7 +290,7 @@ def test_chunk_parameter_bounds_match_the_setting(template: dict) -> None:
 def test_with_no_container_engine_make_image_says_what_to_install(tmp_path: Path) -> None:
     # A PATH with the tools the script needs on this path, neither podman nor docker, no DOCKER_HOST.
     for tool in ("bash", "dirname", "id"):
-        (tmp_path / tool).symlink_to(shutil.which(tool))
+        (tmp_path / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
     env = {"PATH": str(tmp_path), "PODMAN_SOCKET": str(tmp_path / "none.sock")}
     result = subprocess.run(
         ["bash", str(ROOT / ".ci" / "docker-host")], env=env, capture_output=True, text=True, timeout=30, check=False

@@ -35,7 +35,7 @@ class Invocations:
     def __call__(self, event: dict) -> None:
         self.calls.append(event)
         prefix = f"jobs/chunks-{event['group']}/"
-        assert self.storage.read_json(prefix + "request.json")["codeContent"] == scripts.CIRCLE
+        assert (self.storage.read_json(prefix + "request.json") or {}).get("codeContent") == scripts.CIRCLE
         if self.failures:
             self.storage.write_json(prefix + "marker.json", {"ok": False, "error": self.failures.pop(0)})
             return

@@ -59,7 +59,8 @@ def http_api_status_event(job_id: str) -> dict:
     event["routeKey"] = event["requestContext"]["routeKey"] = "GET /api/render/status/{jobId}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = path
     event["pathParameters"] = {"jobId": job_id}
-    event["requestContext"]["authorizer"] = {"iam": {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/caller"}}
+    caller = {"accountId": "123456789012", "userArn": "arn:aws:iam::123456789012:user/caller"}
+    event["requestContext"]["authorizer"] = {"iam": caller}
     return event
 
 
@@ -75,7 +76,8 @@ def test_the_http_apis_status_route_answers_the_jobs_record(local_store):
 
 
 def test_unknown_and_malformed_job_ids(local_store):
-    assert http("GET", "/api/render/status/no-such-job") == (404, {"message": "No job 'no-such-job'.", "errors": {"type": "JobNotFound"}})
+    missing = {"message": "No job 'no-such-job'.", "errors": {"type": "JobNotFound"}}
+    assert http("GET", "/api/render/status/no-such-job") == (404, missing)
     assert http("GET", "/api/render/status/bad.id")[0] == 400
     assert lambda_handler({"action": "status", "jobId": "nope"}, LocalContext())["statusCode"] == 404
 

@@ -81,6 +81,7 @@ def test_an_exception_in_construct_names_type_line_and_a_clean_traceback(render)
         with render(scripts.RAISES_IN_CONSTRUCT):
             pass
     error = caught.value
+    assert error.traceback is not None
     assert (error.error_type, error.line) == ("NameError", 8)
     assert error.traceback.splitlines() == [
         "Traceback (most recent call last):",
@@ -96,7 +97,7 @@ def test_an_error_inside_manim_keeps_the_users_line_and_the_frame_that_raised(re
             pass
     error = caught.value
     assert error.error_type == "TypeError"
-    assert error.line == 6
+    assert error.line == 6 and error.traceback is not None
     frames = [line for line in error.traceback.splitlines() if line.startswith('  File "')]
     assert frames[0].startswith('  File "scene.py", line 6')
     assert len(frames) == 2 and frames[1].startswith('  File "manim/')

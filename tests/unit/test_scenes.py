@@ -14,7 +14,7 @@ def test_known_scene_classes_are_exactly_manims():
     installed = {
         name for name, value in vars(manim).items() if inspect.isclass(value) and issubclass(value, manim.Scene)
     }
-    assert MANIM_SCENE_CLASSES == installed
+    assert installed == MANIM_SCENE_CLASSES
 
 
 def test_direct_and_indirect_subclasses_in_source_order():
@@ -62,4 +62,4 @@ def test_syntax_error_names_its_line():
         choose_scene(scripts.SYNTAX_ERROR)
     error = caught.value
     assert (error.error_type, error.line) == ("SyntaxError", 5)
-    assert 'File "scene.py", line 5' in error.traceback
+    assert error.traceback is not None and 'File "scene.py", line 5' in error.traceback
