@@ -26,8 +26,7 @@ from render.limits import Deadline, RenderLimits
 from render.messages import (
     FROM_WORKER,
     Channel,
-    Crashed,
-    Exited,
+    Ended,
     JoinPart,
     LimitHit,
     MessageError,
@@ -324,11 +323,11 @@ def _video(outcome: Outcome, workspace: Path, limits: RenderLimits, timeout: flo
             raise ToolMissing(tool)
         case LimitHit(limit=limit):
             raise ResourceLimitExceeded(limit, limits, timeout)
-        case Exited(code=code):
+        case Ended(signal=str(name)):
+            raise ScriptError(f"The render process crashed ({name}) while running the script.", error_type="ProcessCrashed")
+        case Ended(code=code):
             raise ScriptError(
                 f"The script ended the render process (exit code {code}) before the scene finished.",
                 error_type="ProcessExited",
             )
-        case Crashed(signal=name):
-            raise ScriptError(f"The render process crashed ({name}) while running the script.", error_type="ProcessCrashed")
     raise RendererFailed(f"The render worker failed: {str(outcome)[:500]}")

@@ -92,6 +92,8 @@ class Task(Message):
 
 
 class Ready(Message):
+    """The worker has imported Manim; what containment it could turn on, which tools it has."""
+
     kind: Literal["ready"] = "ready"
     protections: dict[str, bool]
     tools: dict[str, bool]
@@ -117,11 +119,15 @@ class Progress(Message):
 
 
 class VideoMade(Message):
+    """The part wrote its video (or the joined video) at `path`."""
+
     kind: Literal["video"] = "video"
     path: FilePath
 
 
 class PlanMade(Message):
+    """The plan pass counted each animation's frames and mixed the soundtrack, if any."""
+
     kind: Literal["plan"] = "plan"
     frames: Annotated[list[NonNegativeInt], Field(max_length=_MAX_ANIMATIONS)]
     soundtrack: FilePath | None = None
@@ -131,11 +137,15 @@ LimitName = Literal["memory", "cpu", "output", "processes", "open_files"]
 
 
 class LimitHit(Message):
+    """The part ran into one of its resource limits."""
+
     kind: Literal["limit"] = "limit"
     limit: LimitName
 
 
 class ScriptFailed(Message):
+    """The script raised (or cannot run): its error, its line, and a trimmed traceback."""
+
     kind: Literal["script_error"] = "script_error"
     type: Annotated[str, Field(max_length=200)]
     message: Text
@@ -144,37 +154,43 @@ class ScriptFailed(Message):
 
 
 class TimedOut(Message):
+    """The part was still running when the task's time was up."""
+
     kind: Literal["timeout"] = "timeout"
 
 
 class ToolLacking(Message):
+    """The part asked for a render tool (latex, dvisvgm) this worker does not have."""
+
     kind: Literal["missing_tool"] = "missing_tool"
     tool: str
 
 
-class Exited(Message):
-    kind: Literal["exited"] = "exited"
-    code: int
+class Ended(Message):
+    """The part's process ended without a report: it exited with `code`, or a `signal` killed it."""
 
-
-class Crashed(Message):
-    kind: Literal["crashed"] = "crashed"
-    signal: str
+    kind: Literal["ended"] = "ended"
+    code: int | None = None
+    signal: str | None = None
 
 
 class WorkerFailed(Message):
+    """The worker itself failed running the task: a fault of ours."""
+
     kind: Literal["worker_error"] = "worker_error"
     message: str
 
 
 PartReport = Annotated[VideoMade | PlanMade | LimitHit | ScriptFailed, Field(discriminator="kind")]
 Outcome = Annotated[
-    VideoMade | PlanMade | LimitHit | ScriptFailed | TimedOut | ToolLacking | Exited | Crashed | WorkerFailed,
+    VideoMade | PlanMade | LimitHit | ScriptFailed | TimedOut | ToolLacking | Ended | WorkerFailed,
     Field(discriminator="kind"),
 ]
 
 
 class TaskDone(Message):
+    """The task's end: one outcome per part, in order, and the LaTeX cache's counts."""
+
     kind: Literal["done"] = "done"
     outcomes: list[Outcome]
     tex_hits: int = 0
@@ -185,6 +201,8 @@ class TaskDone(Message):
 
 
 class TexRequest(Message):
+    """A part asks the worker to compile a formula (as Manim's `tex_to_svg_file` would)."""
+
     kind: Literal["tex"] = "tex"
     source: Annotated[str, Field(max_length=MAX_TEX_SOURCE)]
     compilers: Annotated[list[Annotated[str, Field(max_length=64)]], Field(min_length=1, max_length=4)]
@@ -192,6 +210,8 @@ class TexRequest(Message):
 
 
 class TexAnswer(Message):
+    """The compiled SVG, or why there is none."""
+
     kind: Literal["tex_answer"] = "tex_answer"
     svg: str | None = None
     error: str | None = None

@@ -24,8 +24,7 @@ from render.messages import (
     FROM_PART,
     TASK,
     Channel,
-    Crashed,
-    Exited,
+    Ended,
     LimitHit,
     LimitName,
     MessageError,
@@ -215,8 +214,8 @@ class _RunningPart:
             signum = os.WTERMSIG(self.status)
             if signum in _LIMIT_SIGNALS:
                 return LimitHit(limit=_LIMIT_SIGNALS[signum])
-            return Crashed(signal=signal.Signals(signum).name)
-        return Exited(code=os.WEXITSTATUS(self.status))
+            return Ended(signal=signal.Signals(signum).name)
+        return Ended(code=os.WEXITSTATUS(self.status))
 
 
 def _total(parts: list[_RunningPart]) -> Progress:
