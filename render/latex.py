@@ -1,10 +1,10 @@
-"""LaTeX for scenes, compiled by the worker and reused across jobs, never written by a job.
+"""LaTeX for scenes, compiled by the worker and reused across tasks, never written by a script.
 
 LaTeX is the slowest part of many scenes (every MathTex, every axis number), so its results
-are worth keeping between jobs. But a job runs hostile code under the same uid as the worker:
-any file the worker could keep, the job could overwrite. So the cache lives in the worker's
-memory (its process is non-dumpable, closed to the job), and the worker compiles each new
-formula itself in a contained process while the job that asked is frozen. A job only ever
+are worth keeping between tasks. But a part runs hostile code under the same uid as the worker:
+any file the worker could keep, the part could overwrite. So the cache lives in the worker's
+memory (its process is non-dumpable, closed to the part), and the worker compiles each new
+formula itself in a contained process while the part that asked is frozen. A part only ever
 receives SVG text over its channel.
 """
 
@@ -121,7 +121,7 @@ class TexCache:
 
 
 def _freeze_descendants() -> list[int]:
-    """Stop the job and every process it started (all of them are the worker's descendants,
+    """Stop the part and every process it started (all of them are the worker's descendants,
     orphans included, since the worker is a subreaper), so none can touch the compiler's files."""
     frozen: list[int] = []
     while True:

@@ -85,17 +85,17 @@ def describe_exception(error: BaseException, script: str) -> ScriptFailed:
     )
 
 
-def _apply_job_config(config: Any, media_dir: str, siblings: int) -> None:
-    """Settings the job needs whatever the script sets: output inside the job, no extras."""
+def _apply_part_config(config: Any, media_dir: str, siblings: int) -> None:
+    """Settings the part needs whatever the script sets: output inside its folder, no extras."""
     config.media_dir = media_dir
-    config.disable_caching = True  # a job renders once; Manim's partial-movie cache only costs
+    config.disable_caching = True  # a part renders once; Manim's partial-movie cache only costs
     config.save_last_frame = False
     config.format = "mp4"
     config.preview = False
     config.progress_bar = "none"
     config.notify_outdated_version = False
     # Encode one animation's segment while the next renders, as far as this part's share of
-    # the cores allows (the parts of a chunked job render side by side).
+    # the cores allows (the parts of a chunked task render side by side).
     config.max_inflight_encoders = max(1, min(4, (os.cpu_count() or 1) // siblings))
 
 
@@ -119,7 +119,7 @@ def render_scene(
     # Parts of one task render side by side: each keeps its own media folder.
     media_dir = str(Path(script).parent / (f"media-{index}" if isinstance(part, RangePart) else "media"))
     with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
-        _apply_job_config(config, media_dir, parts)
+        _apply_part_config(config, media_dir, parts)
         config.input_file = script
         random.seed(RANDOM_SEED)
         numpy.random.seed(RANDOM_SEED)
@@ -127,7 +127,7 @@ def render_scene(
         module.__file__ = script
         sys.modules["scene"] = module
         exec(compile(code, script, "exec"), module.__dict__)
-        _apply_job_config(config, media_dir, parts)  # the script may have moved it
+        _apply_part_config(config, media_dir, parts)  # the script may have moved it
         scene = module.__dict__[scene_name]()
         if isinstance(part, PlanPart):
             Path(media_dir).mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ def forbid_new_privileges() -> bool:
 
 def clean_environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     """An environment holding only harmless variables, with every home, cache and TeX path
-    inside `home`, so nothing one job writes is read by another."""
+    inside `home`, so nothing one task writes is read by another."""
     env = {key: value for key, value in os.environ.items() if key in _INHERITED_ENV}
     env.update(
         HOME=str(home),
@@ -172,7 +172,7 @@ def kill_descendants(pid: int, exclude: Iterable[int] = (), deadline_seconds: fl
         elif not _zombie_children(spared):
             break
         # Reap as we go: killed processes' orphans reach us as zombies, and a zombie still
-        # counts against the uid's process limit for the next job.
+        # counts against the uid's process limit for the next task.
         time.sleep(0.002)
         reap_children(spared)
     return len(killed)
@@ -185,7 +185,7 @@ def _zombie_children(spared: set[int]) -> list[int]:
 
 def kill_adopted_orphans(started_since: int, spared: Iterable[int] = ()) -> int:
     """Kill the processes this subreaper adopted that started at or after `started_since`
-    (with everything below them): what a dead worker's jobs left behind."""
+    (with everything below them): what a dead worker's tasks left behind."""
     me = os.getpid()
     keep = set(spared)
     orphans = [
@@ -203,7 +203,7 @@ def kill_adopted_orphans(started_since: int, spared: Iterable[int] = ()) -> int:
 
 
 def remove_tree(path: Path, attempts: int = 50) -> None:
-    """Remove a job folder whatever the script did to it (folders made unreadable included)."""
+    """Remove a task folder whatever the script did to it (folders made unreadable included)."""
     for _ in range(attempts):
         try:
             shutil.rmtree(path)
