@@ -17,6 +17,8 @@ from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.seaweedfs import S3Server
 from tests.support.video import decode
 
+# The function's user, as on Lambda: a bare uid with no passwd entry and no groups.
+FUNCTION_UID = 993
 # The limits the hostile function runs with: small, so that breaking them is quick.
 TIMEOUT_SECONDS = 8
 MAX_OUTPUT_MB = 16
@@ -52,7 +54,7 @@ def function(request: pytest.FixtureRequest, s3_server: S3Server, hostile_bucket
         # As on Lambda, the emulator is out of the function's reach (see container_runtime).
         runtime = container_runtime(image, env, emulator_as_root=True)
     else:
-        runtime = lambda_runtime(dockerfile_handler(), request.getfixturevalue("lambda_task_root"), env)
+        runtime = lambda_runtime(dockerfile_handler(), request.getfixturevalue("lambda_task_root"), env, user=FUNCTION_UID)
     with runtime as started:
         yield started
 

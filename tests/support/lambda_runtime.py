@@ -114,16 +114,17 @@ def rie_binary(venv: Path) -> Path:
     return installed
 
 
-def _as_user(user: str | None) -> list[str]:
-    """A command prefix that runs what follows as `user`: its uid and primary gid, no
-    supplementary groups. Only the function drops: the emulator, like Lambda's own runtime
-    API service, stays out of the function's reach."""
+def _as_user(user: str | int | None) -> list[str]:
+    """A command prefix that runs what follows as `user` (a name, or a bare uid with the same
+    gid and no passwd entry, as Lambda's sandbox users have): no supplementary groups. Only
+    the function drops: the emulator, like Lambda's own runtime API service, stays out of the
+    function's reach."""
     if user is None:
         return []
-    entry = pwd.getpwnam(user)
-    if os.geteuid() != 0 and os.geteuid() != entry.pw_uid:
+    uid, gid = (user, user) if isinstance(user, int) else pwd.getpwnam(user)[2:4]
+    if os.geteuid() != 0 and os.geteuid() != uid:
         raise PermissionError(f"running the function as {user!r} needs root; pass user=None")
-    return ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
 
 
 @contextlib.contextmanager
@@ -131,7 +132,7 @@ def lambda_runtime(
     handler: str,
     task_root: Path,
     env: dict[str, str],
-    user: str | None = "nobody",
+    user: str | int | None = "nobody",
     *,
     python: Path | None = None,
     log_path: Path | None = None,
