@@ -3,6 +3,7 @@ the storage, the warm render worker and where async jobs go."""
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -11,7 +12,7 @@ from handler.fanout import LambdaRanges
 from handler.observability import logger
 from handler.settings import Settings
 from handler.storage import Storage, storage_from_settings
-from render import RunRange, WorkerClient
+from render import Leftovers, RunRange, WorkerClient
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Environment:
     def assemble(cls, settings: Settings, worker: WorkerClient | None = None) -> Environment:
         """Everything `settings` describe; the worker is started on its first task unless
         `start_worker` is called (a running `worker` may be lent instead)."""
-        environment = cls(settings, storage_from_settings(settings), worker or WorkerClient(settings.render_work_dir))
+        environment = cls(settings, storage_from_settings(settings), worker or _worker_client(settings))
         if settings.dispatches_to_lambda:
             environment.dispatcher = LambdaDispatcher(settings.function_name or "", settings.lambda_endpoint_url)
         else:
@@ -51,6 +52,15 @@ class Environment:
         self.worker.start()
         logger.info("Render worker ready", extra={"protections": self.worker.protections, "tools": self.worker.tools})
         return self.worker
+
+
+def _worker_client(settings: Settings) -> WorkerClient:
+    """The worker's client. On Lambda, where the function's uid is its own, every process and
+    file of that uid a task leaves is removed after it (the embedded store is spared); as
+    root, or under a developer's own uid, that would reach far past the service, so not there."""
+    owns_uid = settings.runtime_api is not None and os.getuid() != 0
+    leftovers = Leftovers() if owns_uid else None
+    return WorkerClient(settings.render_work_dir, leftovers=leftovers, keep=[settings.local_store_dir])
 
 
 _current: Environment | None = None

@@ -10,6 +10,7 @@ from importlib.metadata import version
 from render.client import QUALITY_FLAGS, WorkerClient
 from render.engine import Range, Rendered, RenderSpec, RunRange, render
 from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render.leftovers import Leftovers
 from render.limits import Deadline, RenderLimits
 from render.messages import Progress
 from render.scenes import choose_scene, find_scenes
@@ -24,6 +25,7 @@ __all__ = [
     "QUALITY_FLAGS",
     "WORKER_VERSION",
     "Deadline",
+    "Leftovers",
     "Progress",
     "Range",
     "RenderError",

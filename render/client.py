@@ -16,12 +16,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from render.chunks import Plan
 from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render.leftovers import Leftovers, LeftoversRemain
 from render.limits import Deadline, RenderLimits
 from render.messages import (
     FROM_WORKER,
@@ -52,6 +53,7 @@ from render.sandbox import (
     kill_adopted_orphans,
     kill_descendants,
     make_non_dumpable,
+    own_folder,
     remove_tree,
     start_time,
 )
@@ -80,7 +82,9 @@ _REPLY_LIMIT = 4 * 1024 * 1024
 class WorkerClient:
     """One warm worker process and the tasks sent to it, one at a time."""
 
-    def __init__(self, work_dir: Path) -> None:
+    def __init__(self, work_dir: Path, *, leftovers: Leftovers | None = None, keep: Iterable[Path] = ()) -> None:
+        """`leftovers`, where the uid is the function's own, removes what each task leaves
+        outside its folder (processes and files), sparing the folders in `keep`."""
         self.work_dir = work_dir
         self.protections: dict[str, bool] = {}
         self.tools: dict[str, bool] = {}  # which render tools the worker found on its PATH
@@ -91,11 +95,20 @@ class WorkerClient:
         self._replies: Channel | None = None
         self._started_at = 0
         self._home = work_dir
+        self._helpers: set[int] = set()  # the worker's own processes (its LaTeX service)
+        self._leftovers = leftovers
+        self._keep = [Path(path) for path in keep]
+        self.cleanup_seconds = 0.0  # what removing the last task's leftovers took
 
     @property
     def pid(self) -> int | None:
         """The worker's process id while it runs (the parts of its tasks are its children)."""
         return self._process.pid if self._process is not None else None
+
+    @property
+    def scratch(self) -> Path:
+        """A folder for the caller's own files between tasks (plans, pieces), spared by cleanup."""
+        return own_folder(own_folder(self.work_dir) / "scratch")
 
     def start(self) -> None:
         """Start the worker and wait until Manim is imported (idempotent)."""
@@ -110,8 +123,7 @@ class WorkerClient:
         # A fresh, unguessable home for each worker: a part may write anywhere the worker
         # could, but not into a folder made after it was killed, and Manim and Python read
         # their configuration from here when the worker starts.
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        home = Path(tempfile.mkdtemp(prefix="worker-", dir=self.work_dir))
+        home = Path(tempfile.mkdtemp(prefix="worker-", dir=own_folder(self.work_dir)))
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         env = clean_environment(home, {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
@@ -138,7 +150,9 @@ class WorkerClient:
             self._stop()
             raise RendererFailed("The render worker did not start.")
         self.protections.update(hello.protections)
+        self.protections["leftovers_removed"] = self._leftovers is not None
         self.tools = hello.tools
+        self._helpers = {hello.tex_pid}
 
     def _stop(self) -> None:
         """Kill the worker, everything below it, and whatever it left to us."""
@@ -155,39 +169,61 @@ class WorkerClient:
             if channel is not None:
                 channel.close()
         self._process = self._requests = self._replies = None
+        self._helpers = set()
 
     def close(self) -> None:
         with self._lock:
             self._stop()
 
-    def _run(self, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
+    def _run(self, root: Path, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
         with self._lock:
             if self._process is None or self._process.poll() is not None:
                 self._stop()
                 self._spawn()
-            assert self._requests is not None and self._replies is not None
-            deadline = time.monotonic() + task.timeout_seconds + _REPLY_GRACE_SECONDS
+            self._clear_leftovers(root)
             try:
-                self._requests.send(task)
+                return self._exchange(task, on_progress)
+            finally:
+                self._clear_leftovers(root)
+
+    def _exchange(self, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
+        """Send the task and wait for its answer, passing its progress on."""
+        assert self._requests is not None and self._replies is not None
+        deadline = time.monotonic() + task.timeout_seconds + _REPLY_GRACE_SECONDS
+        try:
+            self._requests.send(task)
+            reply = self._replies.receive(FROM_WORKER, deadline)
+            while isinstance(reply, Progress):
+                if on_progress is not None:
+                    on_progress(reply)
                 reply = self._replies.receive(FROM_WORKER, deadline)
-                while isinstance(reply, Progress):
-                    if on_progress is not None:
-                        on_progress(reply)
-                    reply = self._replies.receive(FROM_WORKER, deadline)
-            except (OSError, MessageError):
-                reply = None
-            if not isinstance(reply, TaskDone) or len(reply.outcomes) != len(task.parts):
-                self._stop()
-                self.restarts += 1
-                raise RendererFailed("The render worker died during the job; it has been restarted.")
-            return reply
+        except (OSError, MessageError):
+            reply = None
+        if not isinstance(reply, TaskDone) or len(reply.outcomes) != len(task.parts):
+            self._stop()
+            self.restarts += 1
+            raise RendererFailed("The render worker died during the job; it has been restarted.")
+        self._helpers = {reply.tex_pid}
+        return reply
+
+    def _clear_leftovers(self, root: Path) -> None:
+        """Remove every process and file the tasks left (see render.leftovers), or fail the
+        task: none may start beside what an earlier one left."""
+        if self._leftovers is None:
+            return
+        started = time.monotonic()
+        spare = self._helpers | ({self._process.pid} if self._process is not None else set())
+        try:
+            self._leftovers.clear(spare, [root, self._home, self.work_dir / "scratch", *self._keep])
+        except LeftoversRemain as error:
+            self._stop()
+            raise RendererFailed(f"The render could not be contained: {error}.") from None
+        self.cleanup_seconds = time.monotonic() - started
 
     @contextmanager
     def _task_folder(self, code: str | None) -> Iterator[Path]:
         """A fresh task folder holding the script (if any) in `work/`, removed when the block ends."""
-        tasks = self.work_dir / "jobs"
-        tasks.mkdir(parents=True, exist_ok=True)
-        root = Path(tempfile.mkdtemp(prefix="job-", dir=tasks))
+        root = Path(tempfile.mkdtemp(prefix="job-", dir=own_folder(own_folder(self.work_dir) / "jobs")))
         try:
             (root / "work").mkdir()
             if code is not None:
@@ -214,7 +250,7 @@ class WorkerClient:
         task = Task(
             root=str(root), scene=scene, quality=QUALITY_FLAGS[quality], timeout_seconds=timeout, limits=limits, parts=parts
         )
-        return self._run(task, on_progress).outcomes, round(timeout, 1)
+        return self._run(root, task, on_progress).outcomes, round(timeout, 1)
 
     def plan(self, code: str, *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, scratch: Path) -> Plan:
         """The frame count of each animation of the scene, found without drawing or encoding,

@@ -91,7 +91,7 @@ def render(
         with _in_worker(worker, spec, ranges, None, on_progress) as path:
             yield Rendered(path, scene, time.monotonic() - started)
         return
-    with tempfile.TemporaryDirectory(prefix="plan-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
         plan = worker.plan(
             spec.code, scene=scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, scratch=Path(scratch)
         )

@@ -2,10 +2,11 @@
 
 LaTeX is the slowest part of many scenes (every MathTex, every axis number), so its results
 are worth keeping between tasks. But a part runs hostile code under the same uid as the worker:
-any file the worker could keep, the part could overwrite. So the cache lives in the worker's
-memory (its process is non-dumpable, closed to the part), and the worker compiles each new
-formula itself in a contained process while the part that asked is frozen. A part only ever
-receives SVG text over its channel.
+any file the worker could keep, the part could overwrite. So the cache lives in the memory of
+a process of its own, the LaTeX service, forked from the worker before any task: parts are
+forked from the worker, so they must inherit nothing of earlier requests, and the service is
+non-dumpable, closed to them. It compiles each new formula in a contained process while the
+worker keeps the part that asked frozen. A part only ever receives SVG text over its channel.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 from collections import OrderedDict
@@ -23,10 +25,13 @@ from typing import NoReturn
 
 from render.errors import strip_ansi
 from render.limits import Deadline, RenderLimits
-from render.messages import TEX_ANSWER, Channel, TexAnswer, TexRequest
-from render.sandbox import apply_limits, clean_environment, descendants, die_with_parent, remove_tree, signal_all
+from render.messages import MAX_TEX_SOURCE, TEX_ANSWER, TEX_JOB, Channel, TexAnswer, TexRequest, TexResult
+from render.sandbox import apply_limits, clean_environment, die_with_parent, make_non_dumpable, own_folder, remove_tree
 
 _MAX_ENTRIES = 2048
+# A compiled formula larger than this is answered but not kept; the cache keeps at most the total.
+_MAX_ENTRY_BYTES = 1024 * 1024
+_MAX_CACHE_BYTES = 64 * 1024 * 1024
 _ERROR_TAIL = 3000
 # The largest compiled formula passed back (from the compiler to the worker, and to a part).
 TEX_ANSWER_LIMIT = 16 * 1024 * 1024
@@ -57,42 +62,43 @@ def _key(request: TexRequest) -> str:
 
 
 class TexCache:
-    """The worker's compiled formulas, by source, compiler and output format."""
+    """Compiled formulas, by source, compiler and output format: at most `max_entries`, none
+    over _MAX_ENTRY_BYTES, _MAX_CACHE_BYTES in all, the least recently used going first."""
 
     def __init__(self, work_dir: Path, max_entries: int = _MAX_ENTRIES) -> None:
         self._work_dir = work_dir
         self._entries: OrderedDict[str, str] = OrderedDict()
         self._max_entries = max_entries
+        self._bytes = 0
         self.hits = 0
         self.misses = 0
 
-    def answer(self, request: TexRequest, deadline: float) -> tuple[TexAnswer, str | None]:
-        """The SVG for a part's request, from memory or compiled now with the part frozen;
-        and the render tool the request needs that the worker lacks, if any."""
+    def answer(self, request: TexRequest, deadline: float) -> TexResult:
+        """The SVG for a part's request, from memory or compiled now; and the render tool the
+        request needs that is missing, if any."""
         key = _key(request)
         if key in self._entries:
             self.hits += 1
             self._entries.move_to_end(key)
-            return TexAnswer(svg=self._entries[key]), None
+            return self._result(TexAnswer(svg=self._entries[key]))
         tool = missing_tool(request)
         if tool is not None:
-            return TexAnswer(error=f"{tool} is not installed on the render worker"), tool
+            return self._result(TexAnswer(error=f"{tool} is not installed on the render worker"), tool)
         self.misses += 1
-        frozen = _freeze_descendants()
-        try:
-            answer = self._compile(request, deadline)
-        finally:
-            signal_all(frozen, signal.SIGCONT)
-        if answer.svg is not None:
+        answer = self._compile(request, deadline)
+        if answer.svg is not None and len(answer.svg) <= _MAX_ENTRY_BYTES:
             self._entries[key] = answer.svg
-            if len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
-        return answer, None
+            self._bytes += len(answer.svg)
+            while len(self._entries) > self._max_entries or self._bytes > _MAX_CACHE_BYTES:
+                self._bytes -= len(self._entries.popitem(last=False)[1])
+        return self._result(answer)
+
+    def _result(self, answer: TexAnswer, missing: str | None = None) -> TexResult:
+        return TexResult(answer=answer, missing_tool=missing, hits=self.hits, misses=self.misses)
 
     def _compile(self, request: TexRequest, deadline: float) -> TexAnswer:
         """Compile in a forked, limited process; its answer comes back through a pipe."""
-        self._work_dir.mkdir(parents=True, exist_ok=True)
-        folder = Path(tempfile.mkdtemp(prefix="tex-", dir=self._work_dir))
+        folder = Path(tempfile.mkdtemp(prefix="tex-", dir=own_folder(self._work_dir)))
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the forked compiler
@@ -118,18 +124,6 @@ class TexCache:
         if answer is None and time.monotonic() >= deadline:
             return TexAnswer(error="LaTeX did not finish within the render's time limit")
         return answer or TexAnswer(error="LaTeX compilation failed")
-
-
-def _freeze_descendants() -> list[int]:
-    """Stop the part and every process it started (all of them are the worker's descendants,
-    orphans included, since the worker is a subreaper), so none can touch the compiler's files."""
-    frozen: list[int] = []
-    while True:
-        running = [pid for pid in descendants(os.getpid()) if pid not in frozen]
-        if not running:
-            return frozen
-        signal_all(running, signal.SIGSTOP)
-        frozen.extend(running)
 
 
 def _compile_in_child(request: TexRequest, folder: Path, writer: int, deadline: float) -> NoReturn:
@@ -203,3 +197,27 @@ def install_tex_client(channel: Channel) -> None:
         return svg_file
 
     tex_mobject.tex_to_svg_file = tex_to_svg_file
+
+
+def start_tex_service(work_dir: Path) -> tuple[int, Channel]:
+    """Fork the LaTeX service (call before any task); its pid, and the worker's channel to it."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the service
+        ours.close()
+        _serve(TexCache(work_dir), theirs.detach())
+    theirs.close()
+    connection = ours.detach()
+    return pid, Channel(connection, connection, limit=TEX_ANSWER_LIMIT + MAX_TEX_SOURCE)
+
+
+def _serve(cache: TexCache, connection: int) -> NoReturn:
+    """The service's loop: answer each request until the worker goes."""
+    try:
+        die_with_parent()
+        make_non_dumpable()
+        channel = Channel(connection, connection, limit=MAX_TEX_SOURCE * 2)
+        while (job := channel.receive(TEX_JOB)) is not None:
+            channel.send(cache.answer(job.request, time.monotonic() + job.timeout_seconds))
+    finally:
+        os._exit(0)

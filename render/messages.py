@@ -98,6 +98,7 @@ class Ready(Message):
     protections: dict[str, bool]
     tools: dict[str, bool]
     pid: int
+    tex_pid: int  # the worker's LaTeX service, its own process
 
 
 class Progress(Message):
@@ -193,6 +194,7 @@ class TaskDone(Message):
 
     kind: Literal["done"] = "done"
     outcomes: list[Outcome]
+    tex_pid: int  # the LaTeX service now (a part may have killed the one before)
     tex_hits: int = 0
     tex_misses: int = 0
 
@@ -217,6 +219,25 @@ class TexAnswer(Message):
     error: str | None = None
 
 
+class TexJob(Message):
+    """The worker passes a part's request on to its LaTeX service, with the time left."""
+
+    kind: Literal["tex_job"] = "tex_job"
+    request: TexRequest
+    timeout_seconds: float
+
+
+class TexResult(Message):
+    """The LaTeX service's answer for the part, and what only the worker may know of it: a
+    render tool it found missing, and the cache's counts."""
+
+    kind: Literal["tex_result"] = "tex_result"
+    answer: TexAnswer
+    missing_tool: str | None = None
+    hits: int = 0
+    misses: int = 0
+
+
 FromWorker = Annotated[Ready | Progress | TaskDone, Field(discriminator="kind")]
 FromPart = Annotated[Progress | TexRequest | VideoMade | PlanMade | LimitHit | ScriptFailed, Field(discriminator="kind")]
 
@@ -224,6 +245,8 @@ FROM_WORKER: TypeAdapter[FromWorker] = TypeAdapter(FromWorker)
 FROM_PART: TypeAdapter[FromPart] = TypeAdapter(FromPart)
 TASK: TypeAdapter[Task] = TypeAdapter(Task)
 TEX_ANSWER: TypeAdapter[TexAnswer] = TypeAdapter(TexAnswer)
+TEX_JOB: TypeAdapter[TexJob] = TypeAdapter(TexJob)
+TEX_RESULT: TypeAdapter[TexResult] = TypeAdapter(TexResult)
 
 T = TypeVar("T")
 

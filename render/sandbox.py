@@ -120,11 +120,28 @@ def start_time(pid: int) -> int:
         return int(handle.read().rsplit(b")", 1)[1].split()[19])
 
 
+def has_running_threads(pid: int) -> bool:
+    """Whether any thread of `pid` still runs: a process whose main thread has exited shows
+    as a zombie while its other threads go on."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat", "rb") as handle:
+                if handle.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X"):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 def descendants(pid: int) -> list[int]:
-    """Every live (not yet exited) process below `pid`."""
+    """Every live process below `pid` (a zombie leader of running threads included)."""
     children: dict[int, list[int]] = {}
     for child, parent, state, _ in _process_table():
-        if state not in (b"Z", b"X"):
+        if state not in (b"Z", b"X") or has_running_threads(child):
             children.setdefault(parent, []).append(child)
     found: list[int] = []
     pending = list(children.get(pid, []))
@@ -200,6 +217,22 @@ def kill_adopted_orphans(started_since: int, spared: Iterable[int] = ()) -> int:
         killed += 1
     reap_children(keep)
     return killed
+
+
+def own_folder(path: Path) -> Path:
+    """`path` as a real folder of this uid, made anew if a task put something else in its place
+    (a file, a link, a FIFO): trusted code never works in a folder a task replaced."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()):
+        if stat.S_ISDIR(info.st_mode):
+            remove_tree(path)
+        else:
+            path.unlink()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def remove_tree(path: Path, attempts: int = 50) -> None:

@@ -19,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from render.latex import TexCache, find_tools
+from render.latex import find_tools, start_tex_service
 from render.messages import (
     FROM_PART,
     TASK,
+    TEX_RESULT,
     Channel,
     Ended,
     LimitHit,
@@ -38,14 +39,16 @@ from render.messages import (
     Task,
     TaskDone,
     TexAnswer,
+    TexJob,
     TexRequest,
+    TexResult,
     TimedOut,
     ToolLacking,
     VideoMade,
     WorkerFailed,
 )
 from render.runner import run_part
-from render.sandbox import become_subreaper, kill_descendants, make_non_dumpable
+from render.sandbox import become_subreaper, descendants, kill_descendants, make_non_dumpable, signal_all
 
 # The largest message a part may send (a LaTeX request's source is the largest legitimate one).
 _PART_MESSAGE_LIMIT = 1024 * 1024
@@ -79,9 +82,11 @@ def protections() -> dict[str, bool]:
 class WorkerServer:
     """The worker's loop: one task at a time, each part in a fresh forked process."""
 
-    def __init__(self, tex_cache: TexCache, replies: Channel) -> None:
-        self.tex_cache = tex_cache
+    def __init__(self, tex_dir: Path, replies: Channel) -> None:
+        self._tex_dir = tex_dir
+        self.tex_pid, self._tex = start_tex_service(tex_dir)
         self._replies = replies
+        self._tex_counts = (0, 0)
 
     def run_task(self, task: Task) -> TaskDone:
         """Run the task's parts (one whole render, a plan, chunk ranges, or a join) side by
@@ -95,11 +100,11 @@ class WorkerServer:
         finally:
             for running in parts:
                 running.close()
-            kill_descendants(os.getpid())  # everything the task started, daemons included
+            # Everything the task started, daemons included; the LaTeX service stays.
+            kill_descendants(os.getpid(), exclude={self.tex_pid})
+        hits, misses = self._tex_counts
         return TaskDone(
-            outcomes=[running.outcome() for running in parts],
-            tex_hits=self.tex_cache.hits,
-            tex_misses=self.tex_cache.misses,
+            outcomes=[running.outcome() for running in parts], tex_pid=self.tex_pid, tex_hits=hits, tex_misses=misses
         )
 
     def _start(self, task: Task, part: Part, index: int) -> _RunningPart:
@@ -136,11 +141,44 @@ class WorkerServer:
                         part.progress = message
                         self._replies.send(_total(parts))
                     elif isinstance(message, TexRequest):
-                        answer, missing_tool = self.tex_cache.answer(message, deadline)
-                        part.missing_tool = part.missing_tool or missing_tool
-                        part.send(answer)
+                        result = self._compile(message, deadline)
+                        part.missing_tool = part.missing_tool or result.missing_tool
+                        part.send(result.answer)
                     else:
                         part.report = message
+
+
+    def _compile(self, request: TexRequest, deadline: float) -> TexResult:
+        """The LaTeX service's answer, with every process of the task frozen meanwhile (all
+        are the worker's descendants, orphans included, since it is a subreaper), so none can
+        touch the compiler's files."""
+        frozen = self._freeze_task()
+        try:
+            self._tex.send(TexJob(request=request, timeout_seconds=max(0.0, deadline - time.monotonic())))
+            result = self._tex.receive(TEX_RESULT, deadline)
+        except (OSError, MessageError):
+            result = None
+        finally:
+            signal_all(frozen, signal.SIGCONT)
+        if result is None:  # the service died or hung: a fresh one for the next request
+            self._restart_tex()
+            return TexResult(answer=TexAnswer(error="LaTeX did not answer within the render's time limit"))
+        self._tex_counts = (result.hits, result.misses)
+        return result
+
+    def _freeze_task(self) -> list[int]:
+        service = {self.tex_pid, *descendants(self.tex_pid)}
+        frozen: list[int] = []
+        while running := [pid for pid in descendants(os.getpid()) if pid not in service and pid not in frozen]:
+            signal_all(running, signal.SIGSTOP)
+            frozen.extend(running)
+        return frozen
+
+    def _restart_tex(self) -> None:
+        signal_all([self.tex_pid], signal.SIGKILL)
+        os.waitpid(self.tex_pid, 0)
+        self._tex.close()
+        self.tex_pid, self._tex = start_tex_service(self._tex_dir)
 
 
 class _RunningPart:
@@ -235,14 +273,14 @@ def main() -> None:
     replies = Channel(None, int(sys.argv[2]), limit=_TASK_LIMIT)
     state = protections()
     _preload()
-    server = WorkerServer(TexCache(Path(sys.argv[3])), replies)
-    replies.send(Ready(protections=state, tools=find_tools(), pid=os.getpid()))
+    server = WorkerServer(Path(sys.argv[3]), replies)  # its LaTeX service forked before any task
+    replies.send(Ready(protections=state, tools=find_tools(), pid=os.getpid(), tex_pid=server.tex_pid))
     while (task := requests.receive(TASK)) is not None:
         try:
             done = server.run_task(task)
         except Exception as error:  # noqa: BLE001 - one task's failure must not end the worker
-            kill_descendants(os.getpid())
-            done = TaskDone(outcomes=[WorkerFailed(message=f"{type(error).__name__}: {error}")])
+            kill_descendants(os.getpid(), exclude={server.tex_pid})
+            done = TaskDone(outcomes=[WorkerFailed(message=f"{type(error).__name__}: {error}")], tex_pid=server.tex_pid)
         replies.send(done)
 
 

@@ -18,6 +18,7 @@ from tests.support.seaweedfs import S3Server
 from tests.support.video import decode, decode_sound, psnr
 
 ENVIRONMENTS = 3
+FIRST_UID = 2001  # the environments' users: bare uids, as Lambda's sandbox users are
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,18 @@ def bucket(s3_server: S3Server) -> str:
 @pytest.fixture(scope="module")
 def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
     with contextlib.ExitStack() as stack:
-        # Each environment its own work folder, as each Lambda environment has its own /tmp.
+        # Each environment its own work folder and its own user, as each Lambda environment has
+        # its own /tmp and sandbox user (its cleanup removes whatever else its user runs or writes).
         runtimes = [
             stack.enter_context(
                 lambda_runtime(
-                    dockerfile_handler(), lambda_task_root, function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url)
+                    dockerfile_handler(),
+                    lambda_task_root,
+                    function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url),
+                    user=uid,
                 )
             )
-            for _ in range(ENVIRONMENTS)
+            for uid in range(FIRST_UID, FIRST_UID + ENVIRONMENTS)
         ]
         service.targets.extend(runtimes)
         yield runtimes

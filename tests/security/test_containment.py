@@ -2,35 +2,11 @@
 stays within its limits, and the next ordinary render is correct."""
 
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.security.conftest import MAX_OUTPUT_MB, TIMEOUT_SECONDS
-
-
-def scene(body: str, imports: str = "") -> str:
-    """A scene whose construct runs `body` (indented by the caller's four spaces)."""
-    lines = "\n".join("        " + line for line in body.strip("\n").splitlines())
-    header = f"import os, sys, time, signal, subprocess\n{imports}\nfrom manim import *\n\n\n"
-    return header + f"class Hostile(Scene):\n    def construct(self):\n{lines}\n        self.wait(0.1)\n"
-
-
-def processes_with(argument: str) -> list[int]:
-    """Live processes whose command line contains `argument`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if argument in cmdline and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
-
+from tests.support.hostile import processes_with, scene
 
 # No credentials.
 
