@@ -4,9 +4,13 @@ the storage, the warm render worker and where async jobs go."""
 from __future__ import annotations
 
 import os
+import stat
+import sys
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import render
 from handler.dispatch import Dispatcher, LambdaDispatcher, LocalDispatcher
 from handler.fanout import LambdaRanges
 from handler.observability import logger
@@ -25,10 +29,10 @@ class Environment:
     dispatcher: Dispatcher = field(init=False)
 
     @classmethod
-    def assemble(cls, settings: Settings, worker: WorkerClient | None = None) -> Environment:
-        """Everything `settings` describe; the worker is started on its first task unless
-        `start_worker` is called (a running `worker` may be lent instead)."""
-        environment = cls(settings, storage_from_settings(settings), worker or _worker_client(settings))
+    def assemble(cls, settings: Settings, worker: WorkerClient | None = None, *, serving: bool = False) -> Environment:
+        """Everything `settings` describe (`serving`: for the local server); the worker is
+        started on its first task unless `start_worker` is called (a `worker` may be lent)."""
+        environment = cls(settings, storage_from_settings(settings), worker or _worker_client(settings, serving))
         if settings.dispatches_to_lambda:
             environment.dispatcher = LambdaDispatcher(settings.function_name or "", settings.lambda_endpoint_url)
         else:
@@ -54,13 +58,34 @@ class Environment:
         return self.worker
 
 
-def _worker_client(settings: Settings) -> WorkerClient:
-    """The worker's client. On Lambda, where the function's uid is its own, every process and
-    file of that uid a task leaves is removed after it (the embedded store is spared); as
-    root, or under a developer's own uid, that would reach far past the service, so not there."""
-    owns_uid = settings.runtime_api is not None and os.getuid() != 0
-    leftovers = Leftovers() if owns_uid else None
-    return WorkerClient(settings.render_work_dir, leftovers=leftovers, keep=[settings.local_store_dir])
+def _worker_client(settings: Settings, serving: bool) -> WorkerClient:
+    """The worker's client, contained as far as where it runs allows.
+
+    - On Lambda the function's uid is its own: every process and file of that uid a task
+      leaves is removed after it (the embedded store is spared).
+    - The local server run as root runs the worker and its tasks as `LOCAL_RENDER_UID`, a uid
+      of their own, which can write neither the store nor another request's folder; what a
+      task leaves of that uid is removed too.
+    - Anywhere else (a developer's own uid, the handler in tests) tasks share the uid of
+      everything else the user runs: nothing of it can be removed as theirs (/health says so).
+    """
+    keep = [settings.local_store_dir]
+    if settings.runtime_api is not None and os.getuid() != 0:
+        return WorkerClient(settings.render_work_dir, leftovers=Leftovers(), keep=keep)
+    if serving and os.getuid() == 0 and settings.local_render_uid != 0:
+        needed = [Path(render.__file__).parent, Path(sys.prefix), settings.render_work_dir]
+        if all(_reachable_by_others(path) for path in needed):
+            uid = settings.local_render_uid
+            return WorkerClient(settings.render_work_dir, leftovers=Leftovers(uid=uid), keep=keep, user=uid)
+        logger.warning("Tasks run as root: LOCAL_RENDER_UID cannot reach the code or RENDER_WORK_DIR", extra={"needed": needed})
+    return WorkerClient(settings.render_work_dir, keep=keep)
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user of no group can reach `path` (or, if it does not exist yet, the folder
+    it will be made in): every folder on the way searchable by others."""
+    existing = next(folder for folder in (path, *path.parents) if folder.exists())
+    return all(folder.stat().st_mode & stat.S_IXOTH for folder in (existing, *existing.parents))
 
 
 _current: Environment | None = None

@@ -132,7 +132,7 @@ def serve(settings: Settings, port: int) -> None:
 
     if not settings.bucket and not settings.local_store_url:  # the embedded store's URLs point here
         settings = settings.model_copy(update={"local_store_url": f"http://127.0.0.1:{port}"})
-    environment = Environment.assemble(settings)
+    environment = Environment.assemble(settings, serving=True)
     use_environment(environment)
     environment.start_worker()  # now, not on the first request
     server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)

@@ -52,6 +52,7 @@ class Settings(BaseModel):
     service_name: str = Field("manim-worker", alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field("ManimWorker", alias="POWERTOOLS_METRICS_NAMESPACE")
     local_port: int = Field(3001, alias="PORT", ge=1, le=65535)
+    local_render_uid: int = Field(64999, alias="LOCAL_RENDER_UID", ge=0)
 
     @classmethod
     def from_env(cls) -> Settings:

@@ -82,10 +82,20 @@ _REPLY_LIMIT = 4 * 1024 * 1024
 class WorkerClient:
     """One warm worker process and the tasks sent to it, one at a time."""
 
-    def __init__(self, work_dir: Path, *, leftovers: Leftovers | None = None, keep: Iterable[Path] = ()) -> None:
-        """`leftovers`, where the uid is the function's own, removes what each task leaves
-        outside its folder (processes and files), sparing the folders in `keep`."""
+    def __init__(
+        self,
+        work_dir: Path,
+        *,
+        leftovers: Leftovers | None = None,
+        keep: Iterable[Path] = (),
+        user: int | None = None,
+    ) -> None:
+        """`leftovers`, where the tasks' uid is theirs alone, removes what each task leaves
+        outside its folder (processes and files), sparing the folders in `keep`. `user` (when
+        this process is root) runs the worker and its tasks as that uid and gid, which can
+        write neither this process's files nor a task folder but while its task runs."""
         self.work_dir = work_dir
+        self.user = user
         self.protections: dict[str, bool] = {}
         self.tools: dict[str, bool] = {}  # which render tools the worker found on its PATH
         self.restarts = 0
@@ -127,6 +137,8 @@ class WorkerClient:
         request_read, request_write = os.pipe()
         reply_read, reply_write = os.pipe()
         env = clean_environment(home, {"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        if self.user is not None:
+            os.chown(home, self.user, self.user)
         self._process = subprocess.Popen(
             # -P: no current folder on sys.path; -s: no user site-packages.
             [sys.executable, "-P", "-s", "-m", "render.server", str(request_read), str(reply_write), str(home / "tex")],
@@ -135,6 +147,9 @@ class WorkerClient:
             env=env,
             cwd=home,
             start_new_session=True,
+            user=self.user,
+            group=self.user,
+            extra_groups=[] if self.user is not None else None,
         )
         os.close(request_read)
         os.close(reply_write)
@@ -151,6 +166,7 @@ class WorkerClient:
             raise RendererFailed("The render worker did not start.")
         self.protections.update(hello.protections)
         self.protections["leftovers_removed"] = self._leftovers is not None
+        self.protections["uid_separation"] = self.user is not None
         self.tools = hello.tools
         self._helpers = {hello.tex_pid}
 
@@ -181,10 +197,22 @@ class WorkerClient:
                 self._stop()
                 self._spawn()
             self._clear_leftovers(root)
+            self._hand_over(root, to=self.user)
             try:
                 return self._exchange(task, on_progress)
             finally:
                 self._clear_leftovers(root)
+                self._hand_over(root, to=None)  # the next task's user cannot touch this one's files
+
+    def _hand_over(self, root: Path, to: int | None) -> None:
+        """With a separate user, its task folder is its own only while its task runs; before
+        and after, this process's (so no other task of that user can read or change it)."""
+        if self.user is None:
+            return
+        uid = os.getuid() if to is None else to
+        for folder, subfolders, names in os.walk(root):
+            for name in (folder, *(os.path.join(folder, entry) for entry in (*subfolders, *names))):
+                os.lchown(name, uid, uid)
 
     def _exchange(self, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
         """Send the task and wait for its answer, passing its progress on."""
@@ -328,6 +356,8 @@ class WorkerClient:
     ) -> Path:
         """Join pieces into a video in task folder `root`, in a contained part: the pieces were
         written by a script, so only a process without credentials parses them."""
+        if soundtrack is not None:  # the join reads it from its own folder, as any task's input
+            soundtrack = Path(shutil.copyfile(soundtrack, root / "work" / "soundtrack.aac"))
         part = JoinPart(
             pieces=[str(piece) for piece in pieces],
             soundtrack=str(soundtrack) if soundtrack is not None else None,

@@ -75,8 +75,8 @@ def _files(places: Iterable[Path], skip: set[Path], uid: int) -> set[tuple[str, 
 class Leftovers:
     """The uid's processes and files from before the first task; `clear` removes the rest."""
 
-    def __init__(self, places: Iterable[Path] = SCRATCH_PLACES) -> None:
-        self.uid = os.getuid()
+    def __init__(self, places: Iterable[Path] = SCRATCH_PLACES, uid: int | None = None) -> None:
+        self.uid = os.getuid() if uid is None else uid
         self._places = [place for place in places if place.is_dir()]
         self._processes: dict[int, int] | None = None
         self._files: set[tuple[str, int]] = set()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import scripts
+from tests.support.task_root import readable_tempdir
 from tests.support.video import decode
 
 PROJECT = Path(__file__).parents[2]
@@ -193,3 +194,65 @@ def test_an_async_job_through_the_server(server):
     with urllib.request.urlopen(record["url"], timeout=10) as response:
         assert response.headers["Content-Type"] == "video/mp4" and response.read()
     assert request(f"{server}/api/render/status/unknown-job")[0] == 404
+
+
+# The local server run as root runs the worker and its jobs as a uid of their own
+# (LOCAL_RENDER_UID): a job can then write neither the embedded store nor the folder of another
+# request waiting its turn. With LOCAL_RENDER_UID=0 (no separation) the same job can.
+VANDAL = """
+import os, time
+from manim import *
+
+class Vandal(Scene):
+    def construct(self):
+        give_up, mine = time.monotonic() + 6, os.path.dirname(os.getcwd())
+        while time.monotonic() < give_up:
+            for folder, _, names in os.walk({store!r}):
+                for name in names:
+                    try:
+                        with open(os.path.join(folder, name), "r+b") as handle:
+                            handle.write(b"vandalised")
+                    except OSError:
+                        pass
+            for job in os.listdir({jobs!r}):
+                script = os.path.join({jobs!r}, job, "work", "scene.py")
+                try:
+                    if os.path.join({jobs!r}, job) != mine and "BLUE" in open(script).read():
+                        text = open(script).read().replace("BLUE", "RED")
+                        with open(script, "w") as handle:
+                            handle.write(text)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+        self.wait(0.1)
+"""
+
+
+def finished(base: str, job_id: str) -> dict:
+    deadline = time.monotonic() + 120
+    while (record := request(f"{base}/api/render/status/{job_id}")[1])["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline, record
+        time.sleep(0.05)
+    return record
+
+
+@pytest.mark.parametrize(("uid", "contained"), [("64999", True), ("0", False)])
+def test_as_root_the_servers_jobs_run_as_a_uid_of_their_own(uid, contained):
+    with readable_tempdir("local-server-") as folder, local_server(folder, LOCAL_RENDER_UID=uid) as base:
+        health = request(f"{base}/health")[1]
+        assert health["worker"]["protections"]["uid_separation"] is contained
+        status, first = request(f"{base}/api/render", {"codeContent": scripts.CIRCLE, "quality": "-ql"})
+        assert status == 200, first
+        stored = (folder / "store" / first["s3Key"]).read_bytes()
+        vandal = VANDAL.format(store=str(folder / "store" / "videos"), jobs=str(folder / "jobs" / "jobs"))
+        _, hostile = request(f"{base}/api/render", {"codeContent": vandal, "quality": "-ql", "async": True})
+        while request(f"{base}/api/render/status/{hostile['jobId']}")[1]["status"] == "queued":
+            time.sleep(0.05)
+        again = {"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True, "cache": False}
+        _, waiting = request(f"{base}/api/render", again)
+        record = finished(base, waiting["jobId"])
+        finished(base, hostile["jobId"])
+        assert record["status"] == "succeeded", record
+        circle = decode(folder / "store" / record["s3Key"]).frames[-1][240, 427]
+        unharmed = (folder / "store" / first["s3Key"]).read_bytes() == stored and bool(circle[2] > 100)
+        assert unharmed is contained, f"store unchanged and circle blue: {unharmed}"
