@@ -242,7 +242,9 @@ class WorkerClient:
         started = time.monotonic()
         spare = self._helpers | ({self._process.pid} if self._process is not None else set())
         try:
-            self._leftovers.clear(spare, [root, self._home, self.work_dir / "scratch", *self._keep])
+            # The trusted side's folders are kept whole, even when made anew after a task replaced
+            # them (a new folder there is not the task's): task folders, the worker's home, scratch.
+            self._leftovers.clear(spare, [root.parent, self._home, self.work_dir / "scratch", *self._keep])
         except LeftoversRemain as error:
             self._stop()
             raise RendererFailed(f"The render could not be contained: {error}.") from None

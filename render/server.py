@@ -132,6 +132,7 @@ class WorkerServer:
             for source in ready:
                 part = watched[source]
                 if source == part.exited:
+                    part.drain()  # what it said before it ended counts, even if its exit came first
                     part.reap()
                     if len(parts) > 1:
                         self._replies.send(_total(parts))
@@ -212,6 +213,14 @@ class _RunningPart:
         if self.channel.at_end:
             self.listening = False
         return messages
+
+    def drain(self) -> None:
+        """Read whatever the part sent and nobody has read yet, without waiting: another
+        process of the task may still hold its end open."""
+        while self.listening and select.select([self.channel.fileno()], [], [], 0)[0]:
+            for message in self.receive():
+                if not isinstance(message, (Progress, TexRequest)):
+                    self.report = message
 
     def send(self, answer: TexAnswer) -> None:
         try:

@@ -117,3 +117,22 @@ def test_a_job_holds_nothing_of_earlier_requests_latex(render, next_render_is_co
     body = render(scene(LOOK_FOR_FORMULAS))
     assert "s3Key" in body, body
     next_render_is_correct()
+
+
+def zombies_of(uid: int) -> list[int]:
+    found = []
+    for pid in processes_of(uid):
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_worker_is_reaped(function, next_render_is_correct):
+    answer = function.invoke({"codeContent": scene("os.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(5)"), "quality": "-ql"})
+    assert answer.get("errorType") == "RendererFailed", answer
+    assert zombies_of(FUNCTION_UID) == []
+    next_render_is_correct()
+    assert zombies_of(FUNCTION_UID) == []
