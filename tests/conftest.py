@@ -38,6 +38,8 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    """What the shared temporary folders hold as the session starts: none of it is ever removed
+    or reported (it is not the session's, or it is an earlier run's)."""
     session.config.stash[_TEMP_AT_START] = leftovers.entries()
 
 
@@ -75,7 +77,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     if left:
         terminalreporter.write_sep("=", "left in the shared temporary folders", red=True, bold=True)
         terminalreporter.line(
-            f"The functions' users created {len(left)} entries that the session did not find there and no test removed:",
+            f"What the functions' users made there, not there when the session started, and no test removed ({len(left)}):",
             red=True,
         )
         for line in left:
