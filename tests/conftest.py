@@ -2,6 +2,7 @@
 clean one; the real services (tests/support/) are started once a session. The in-process
 fixtures of the unit tests are in tests/unit/conftest.py."""
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,11 +11,15 @@ import pytest
 from handler.environment import Environment, use_environment
 from handler.settings import Settings
 from render import WorkerClient
+from tests.support import leftovers
 from tests.support.seaweedfs import S3Server, seaweed_s3
 from tests.support.task_root import readable_tempdir, stage_task_root
 
 _SETTING_NAMES = [field.alias for field in Settings.model_fields.values() if field.alias]
 IMAGE_TESTS = Path(__file__).resolve().parent / "image"
+# The shared temporary folders as the session found them, and what the functions left there.
+_TEMP_AT_START = pytest.StashKey[leftovers.Entries]()
+_TEMP_LEFT = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +35,53 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if not config.getoption("image") and collection_path.is_relative_to(IMAGE_TESTS):
         return True
     return None
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """What the shared temporary folders hold as the session starts: none of it is ever removed
+    or reported (it is not the session's, or it is an earlier run's)."""
+    session.config.stash[_TEMP_AT_START] = leftovers.entries()
+
+
+@pytest.fixture(autouse=True)
+def discard_function_files(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After a test that ran a function, remove what the functions' users made in /tmp, /dev/shm
+    and /var/tmp during it (the hostile scenes plant there on purpose), as Lambda discards an
+    environment's /tmp: what a test planted changes no later test, and no later `manim` run on
+    this machine. Not the work folders of runtimes still running, which a module's or package's
+    function keeps from test to test (they go when it stops), nor what the session found there."""
+    started, began = leftovers.FUNCTIONS.started, time.time()
+    yield
+    if leftovers.FUNCTIONS.live_folders or leftovers.FUNCTIONS.started != started:
+        now = leftovers.entries(skip=leftovers.FUNCTIONS.live_folders)
+        # A second early: file times come from a coarser clock than time.time().
+        made = leftovers.created_by_functions(request.config.stash[_TEMP_AT_START], now, since=began - 1)
+        leftovers.remove(made, now)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Fail the run if the functions' users left anything the session did not find in the shared
+    temporary folders (every runtime has stopped by now, so no work folder is spared)."""
+    if _TEMP_AT_START not in session.config.stash:
+        return  # the session never started (a usage error)
+    now = leftovers.entries()
+    left = leftovers.outermost(leftovers.created_by_functions(session.config.stash[_TEMP_AT_START], now))
+    if left:
+        session.config.stash[_TEMP_LEFT] = leftovers.describe(left, now)
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    left = config.stash.get(_TEMP_LEFT, [])
+    if left:
+        terminalreporter.write_sep("=", "left in the shared temporary folders", red=True, bold=True)
+        terminalreporter.line(
+            f"What the functions' users made there, not there when the session started, and no test removed ({len(left)}):",
+            red=True,
+        )
+        for line in left:
+            terminalreporter.line(f"  {line}")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.leftovers import function_running, uid_of
 from tests.support.processes import LOOPBACK, free_ports, log_tail, port_open, stop_group, wait_for
 from tests.support.task_root import task_python, world_traversable
 
@@ -187,10 +188,14 @@ def lambda_runtime(
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        if "RENDER_WORK_DIR" in full_env:
+        work_dir = Path(full_env["RENDER_WORK_DIR"]) if "RENDER_WORK_DIR" in full_env else None
+        if work_dir is not None:
             # The environment ends with the runtime, as on Lambda: nothing of it stays in /tmp
             # (removed after the function has stopped; callbacks run last-in, first-out).
-            stack.callback(shutil.rmtree, full_env["RENDER_WORK_DIR"], ignore_errors=True)
+            stack.callback(shutil.rmtree, work_dir, ignore_errors=True)
+        if user is not None:
+            # What its user creates elsewhere in /tmp goes after each test (tests/conftest.py).
+            stack.enter_context(function_running(uid_of(user), work_dir))
         stack.callback(stop_group, process, 5.0)
         wait_for(lambda: port_open(rie_port), process, "the Lambda RIE", log_path, ready_timeout)
         yield LambdaRuntime(
