@@ -175,5 +175,5 @@ def failure(error: BaseException) -> Problem:
     found = problem(error)
     record_failure(found.error_class)
     if found.status >= 500:
-        logger.error("Render request failed", exc_info=error)
+        logger.error("Request failed", exc_info=error)
     return found

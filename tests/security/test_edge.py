@@ -23,8 +23,8 @@ from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.processes import LOOPBACK, alive
 from tests.support.seaweedfs import S3Server
 
-# About 16 KB of code each: the first two overflow the parser of the handler's Python 3.11
-# (RecursionError, MemoryError); Python's tokenizer already refuses the last (SyntaxError).
+# About 16 KB of code each. The first overflows the parser of Python 3.11 (RecursionError), the
+# second that of 3.11 and 3.14 (MemoryError); Python's tokenizer refuses the last (SyntaxError).
 NESTED = {
     "attribute-chain": "x = a" + ".b" * 8000,
     "unary-minus": "x = " + "-" * 16000 + "1",
@@ -54,14 +54,12 @@ def test_a_script_nested_too_deeply_to_parse_is_a_422_not_a_lambda_error(functio
 
     answer = render(code)
     assert answer.get("statusCode") == 422, answer  # not {"errorType": "RecursionError", "stackTrace": ...}
-    assert answer["errors"]["type"] in ("TooDeeplyNested", "SyntaxError")
-    assert answer["errors"]["class"] == "script_error"
+    assert answer["errors"]["class"] == "script_error"  # TooDeeplyNested where the parser gave up
 
     result = function.invoke(http_render({"codeContent": code, "quality": "-ql"}))
     assert result.get("statusCode") == 422, result
-    body = json.loads(result["body"])
-    assert body["errors"] == answer["errors"]
-    assert "Traceback" not in result["body"] or body["errors"]["type"] == "SyntaxError"
+    assert json.loads(result["body"])["errors"]["type"] == answer["errors"]["type"]
+    assert "handler/" not in result["body"] and "ast.py" not in result["body"]
 
 
 # Class 3: every answer well under Lambda's 6 MB.
@@ -77,7 +75,7 @@ def test_thousands_of_scenes_give_a_bounded_answer(function, render, next_render
 
     name = "Absent" * 500_000  # a 3 MB class name: the answer used to carry it twice
     answer = render(code, sceneName=name)
-    assert answer["statusCode"] == 422 and answer["errors"]["type"] == "SceneNotFound", str(answer)[:2000]
+    assert answer.get("statusCode") == 422 and answer["errors"]["type"] == "SceneNotFound", str(answer)[:300]
     assert len(json.dumps(answer)) < 4096
     next_render_is_correct()
 
