@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import boto3
 import botocore.session
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
 
 from handler import app
@@ -91,7 +93,7 @@ def test_an_unexpected_exception_in_a_route_is_the_apis_500(monkeypatch, local_s
     assert "secret-path" not in result["body"] and "Traceback" not in result["body"]
     # The resolver answers it itself (its exception handler), not only the edge around it.
     event = function_url_event("POST", "/api/render", {}, json.dumps({"codeContent": "x = 1"}).encode())
-    resolved = app.app.resolve(event, LocalContext())
+    resolved = app.app.resolve(event, cast(LambdaContext, LocalContext()))
     assert (resolved["statusCode"], json.loads(resolved["body"])) == (500, INTERNAL)
 
 
