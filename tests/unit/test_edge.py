@@ -194,18 +194,19 @@ def test_the_ssm_client_is_made_when_the_environment_is_assembled(configure, mon
 PLANTED_ENDPOINT = "http://planted.invalid"
 PROBE = """
 import json
+{first}
 import handler  # as awslambdaric imports handler.app: the package first
 import boto3, botocore.loaders
 client = boto3.client("ssm", region_name="us-east-1")
-print(json.dumps({"endpoint": client.meta.endpoint_url, "models": botocore.loaders.Loader.CUSTOMER_DATA_PATH}))
+print(json.dumps({{"endpoint": client.meta.endpoint_url, "models": botocore.loaders.Loader.CUSTOMER_DATA_PATH}}))
 """
 
 
-def _probe(home: Path, **env: str) -> dict:
-    """What a fresh handler process's SDK sees, with HOME=`home`."""
+def _probe(home: Path, first: str = "", **env: str) -> dict:
+    """What a fresh handler process's SDK sees, with HOME=`home`, after running `first`."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "HOME"))}
     result = subprocess.run(
-        [sys.executable, "-c", PROBE],
+        [sys.executable, "-c", PROBE.format(first=first)],
         env={**clean, "HOME": str(home), "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b", **env},
         cwd=PROJECT,
         capture_output=True,
@@ -223,8 +224,10 @@ def planted_home(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_on_lambda_the_handler_reads_no_sdk_file_under_its_home(planted_home):
-    seen = _probe(planted_home, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001")
+@pytest.mark.parametrize("first", ["", "import botocore.session"], ids=["handler-first", "botocore-first"])
+def test_on_lambda_the_handler_reads_no_sdk_file_under_its_home(planted_home, first):
+    """Also when something (a wrapper, a layer) imported botocore before the handler."""
+    seen = _probe(planted_home, first, AWS_LAMBDA_RUNTIME_API="127.0.0.1:9001")
     assert seen["endpoint"] == "https://ssm.us-east-1.amazonaws.com"
     assert not seen["models"].startswith(str(planted_home))
 
