@@ -65,7 +65,7 @@ def test_a_script_nested_too_deeply_to_parse_is_a_422_not_a_lambda_error(functio
 # Class 3: every answer well under Lambda's 6 MB.
 
 
-def test_thousands_of_scenes_give_a_bounded_answer(function, render, next_render_is_correct):
+def test_thousands_of_scenes_give_a_bounded_answer(render, next_render_is_correct):
     code = "from manim import *\n" + "".join(f"class Scene{index}(Scene):\n    pass\n" for index in range(3000))
     answer = render(code)
     assert answer["statusCode"] == 422 and answer["errors"]["type"] == "SeveralScenesFound", answer
