@@ -77,6 +77,12 @@ ENV HOME=/tmp \
     PYTHONPATH=${LAMBDA_TASK_ROOT} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# ...but the AWS SDK reads no file there: /tmp is writable by the scripts the handler runs, and
+# a config file or a model planted under ~/.aws would redirect every SDK client made after it.
+# Lambda gives the credentials in the environment. On Lambda the handler also pins these two,
+# and its own HOME, before it imports boto3 (handler/settings.py, `sdk_environment`).
+ENV AWS_CONFIG_FILE=/dev/null \
+    AWS_SHARED_CREDENTIALS_FILE=/dev/null
 
 ENTRYPOINT ["python", "-m", "awslambdaric"]
 CMD ["handler.app.lambda_handler"]

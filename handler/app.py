@@ -3,7 +3,10 @@ direct invokes.
 
 Client errors come back as answers (a status and the seed's error body); faults of our
 own (storage down, a broken renderer) are raised on a direct invoke, so that Lambda's
-retries and failure destinations apply, and answered 5xx over HTTP.
+retries and failure destinations apply, and answered 5xx over HTTP. Over HTTP every
+exception is caught at the edge: whatever the error table does not name is the API's own
+500 body, never a Lambda error carrying our stack. Every answer is bounded
+(`handler.errors.MAX_ANSWER_BYTES`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,26 @@ import uuid
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from handler.auth import expected_token, presents_token
+from handler.auth import presents_token
 from handler.environment import Environment, current_environment
-from handler.errors import NOT_FOUND, UNAUTHORIZED, ChunkFailed, ChunksOverdue, error_body, failure, validation_problem
+from handler.errors import (
+    NOT_FOUND,
+    UNAUTHORIZED,
+    AnswerTooLarge,
+    ChunkFailed,
+    ChunksOverdue,
+    check_size,
+    error_body,
+    failure,
+    validation_problem,
+)
 from handler.fanout import render_chunk
 from handler.jobs import create_job, load_job, run_job, status_body
 from handler.models import (
@@ -47,7 +61,7 @@ app = APIGatewayHttpResolver(enable_validation=True)
 # Routes anyone may call, token or not.
 OPEN_ROUTES = frozenset({"/health"})
 ACCEPTED = 202
-# Failures of a render that are answered, not raised by the resolver.
+# Failures of a render: a direct invoke answers those of the caller, and raises ours.
 _RENDER_FAILURES = (RenderError, StorageError, ChunkFailed, ChunksOverdue)
 
 
@@ -57,6 +71,16 @@ def _remaining_ms(context: LambdaContext | None) -> int | None:
 
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(status_code=status, content_type="application/json", body=body)
+
+
+def _http_answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """A function URL / HTTP API response made outside the resolver."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
 
 
 def _body(event: APIGatewayProxyEventV2) -> bytes:
@@ -128,8 +152,13 @@ def _invalid_path(error: RequestValidationError) -> Response:
     return _json(found.status, found.body)
 
 
-@app.exception_handler(list(_RENDER_FAILURES))
-def _render_failed(error: Exception) -> Response:
+@app.exception_handler(Exception)
+def _failed(error: Exception) -> Response:
+    """Whatever a route raised, answered from the error table: a render's failure by its own
+    row, anything unexpected by the last, the API's own 500 body (logged with its traceback,
+    never shown). Powertools' own HTTP errors keep the status it gives them."""
+    if isinstance(error, ServiceError):
+        raise error
     found = failure(error)
     return _json(found.status, found.body)
 
@@ -144,22 +173,33 @@ def is_http_event(event: Any) -> bool:
     return isinstance(event, dict) and isinstance(event.get("requestContext"), dict) and "http" in event["requestContext"]
 
 
-def unauthorized(settings: Settings, event: dict[str, Any]) -> dict[str, Any] | None:
+def unauthorized(environment: Environment, event: dict[str, Any]) -> dict[str, Any] | None:
     """With a token configured, the 401 answer for an HTTP event that lacks it, else None.
 
     Checked before the resolver runs, so that an unauthenticated caller learns nothing from
     validation errors; direct invokes are authorised by IAM alone and never come here.
     """
-    expected = expected_token(settings)
     request = APIGatewayProxyEventV2(event)
-    if expected is None or request.raw_path in OPEN_ROUTES or presents_token(request.headers, expected):
+    if request.raw_path in OPEN_ROUTES:
         return None
-    return {
-        "statusCode": UNAUTHORIZED,
-        "headers": {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"},
-        "body": json.dumps(error_body("Missing or invalid bearer token.", {"type": "Unauthorized"})),
-        "isBase64Encoded": False,
-    }
+    expected = environment.token.value()
+    if expected is None or presents_token(request.headers, expected):
+        return None
+    body = error_body("Missing or invalid bearer token.", {"type": "Unauthorized"})
+    return _http_answer(UNAUTHORIZED, body, {"WWW-Authenticate": "Bearer"})
+
+
+def answer_http(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """A function URL or HTTP API event's response. Nothing escapes as a Lambda error: an
+    exception the resolver did not answer (assembling the environment, reading the token)
+    is the error table's answer too, and so is an answer over the size limit."""
+    try:
+        answer = unauthorized(current_environment(), event) or app.resolve(event, context)
+        check_size(answer)
+    except Exception as error:  # noqa: BLE001 - the edge: every exception gets the API's answer
+        found = failure(error)
+        return _http_answer(found.status, found.body)
+    return answer
 
 
 def invoke_directly(environment: Environment, event: Any, context: LambdaContext | None) -> dict[str, Any]:
@@ -195,6 +235,18 @@ def invoke_directly(environment: Environment, event: Any, context: LambdaContext
         return found.answer()
 
 
+def answer_directly(event: Any, context: LambdaContext | None) -> dict[str, Any]:
+    """A direct invoke's result (`invoke_directly`); one over the size limit is a fault of
+    ours, and raised as ours are."""
+    answer = invoke_directly(current_environment(), event, context)
+    try:
+        check_size(answer)
+    except AnswerTooLarge as error:
+        failure(error)  # counted and logged
+        raise
+    return answer
+
+
 if Settings.from_env().runtime_api:
     current_environment().start_worker()  # at init: Lambda's init phase pays for Manim's import
 
@@ -205,7 +257,6 @@ if Settings.from_env().runtime_api:
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     """The function's entry point, named by the Dockerfile's CMD."""
     logger.thread_safe_clear_keys()
-    environment = current_environment()
     if is_http_event(event):
-        return unauthorized(environment.settings, event) or app.resolve(event, context)
-    return invoke_directly(environment, event, context)
+        return answer_http(event, context)
+    return answer_directly(event, context)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
+from typing import cast
 
-from aws_lambda_powertools.utilities import parameters
+import boto3
+from aws_lambda_powertools.utilities.parameters import SSMProvider
+from botocore.config import Config
 
 from handler.settings import Settings
 
@@ -17,14 +20,32 @@ from handler.settings import Settings
 TOKEN_CACHE_SECONDS = 300
 
 
-def expected_token(settings: Settings) -> str | None:
+class ExpectedToken:
     """The token callers must present: `API_TOKEN`, or the SSM SecureString named by
-    `API_TOKEN_PARAMETER` (read through Powertools, cached); None when neither is set."""
-    if settings.api_token:
-        return settings.api_token
-    if settings.api_token_parameter:
-        return parameters.get_parameter(settings.api_token_parameter, decrypt=True, max_age=TOKEN_CACHE_SECONDS)
-    return None
+    `API_TOKEN_PARAMETER` (read through Powertools' SSM provider, cached); none when neither
+    is set.
+
+    The SSM client is made here, when the execution environment is assembled, before any
+    script has run: an SDK client reads its configuration when it is made, and one made
+    later (Powertools' `get_parameter` makes its own on first use) could read files a script
+    left behind. Made now, it reads only what the deployment set.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._token = settings.api_token
+        self._parameter = settings.api_token_parameter
+        self._ssm: SSMProvider | None = None
+        if not self._token and self._parameter:
+            client = boto3.client("ssm", config=Config(retries={"mode": "standard"}))
+            self._ssm = SSMProvider(boto3_client=client)
+
+    def value(self) -> str | None:
+        """The token, or None when callers need none."""
+        if self._token:
+            return self._token
+        if self._ssm is not None and self._parameter:
+            return cast(str, self._ssm.get(self._parameter, decrypt=True, max_age=TOKEN_CACHE_SECONDS))
+        return None
 
 
 def presents_token(headers: Mapping[str, str], expected: str) -> bool:

@@ -1,11 +1,13 @@
 """How each failure reaches the caller: one status, one error class and one seed-shaped body
 per kind, from one table, the same for HTTP answers, direct invokes, job records and metrics.
 
-`{"message": str, "errors": ...}` everywhere; 4xx bodies never carry our stack traces.
+`{"message": str, "errors": ...}` everywhere; 4xx bodies never carry our stack traces. Every
+answer is bounded (`MAX_ANSWER_BYTES`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +21,15 @@ INVALID_REQUEST = 400
 UNAUTHORIZED = 401
 NOT_FOUND = 404
 INTERNAL_ERROR = 500
+
+MAX_ANSWER_BYTES = 1024 * 1024
+"""The largest answer the handler gives, as JSON: an HTTP response, a direct invoke's result,
+and any failure's body (which job records and chunk markers keep, and status answers return).
+
+Lambda refuses a response over 6 MB: the caller would get `ResponseSizeTooLarge` instead of
+our answer. Everything a script can put into an answer is bounded well below this (the
+worker's error texts to 4000 characters, scene lists to 50 names), so an answer over it is a
+fault of ours: it is replaced by the 500 body, and logged."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +60,22 @@ class ChunkFailed(Exception):
 
 class ChunksOverdue(Exception):
     """A range sent to another invocation did not come back before the render's deadline."""
+
+
+class AnswerTooLarge(Exception):
+    """An answer would have been over `MAX_ANSWER_BYTES`; answered as a fault of ours."""
+
+
+def answer_size(answer: Any) -> int:
+    """The size of `answer` as JSON, escaped as ASCII: never less than the UTF-8 Lambda sends."""
+    return len(json.dumps(answer, default=str))
+
+
+def check_size(answer: Any) -> None:
+    """Raise AnswerTooLarge if `answer` is over `MAX_ANSWER_BYTES` as JSON."""
+    size = answer_size(answer)
+    if size > MAX_ANSWER_BYTES:
+        raise AnswerTooLarge(f"An answer of {size} bytes is over the limit of {MAX_ANSWER_BYTES} bytes.")
 
 
 def error_body(message: str, errors: Any = None) -> dict[str, Any]:
@@ -125,14 +152,21 @@ _FAILURES: tuple[tuple[type[BaseException], int, str, Callable[[Any], tuple[str,
 
 
 def problem(error: BaseException) -> Problem:
-    """The status and body for any failure of a render request, with its class in `errors`."""
+    """The status and body for any failure of a render request, with its class in `errors`;
+    one over `MAX_ANSWER_BYTES` is answered as a fault of ours instead."""
     if isinstance(error, ChunkFailed):
-        return error.problem  # the range's own answer, passed on as it is
-    status, error_class, describe = next(
-        (status, error_class, describe) for kind, status, error_class, describe in _FAILURES if isinstance(error, kind)
-    )
-    message, details = describe(error)
-    return Problem(status, error_body(message, {**details, "class": error_class}))
+        found = error.problem  # the range's own answer, passed on as it is
+    else:
+        status, error_class, describe = next(
+            (status, error_class, describe) for kind, status, error_class, describe in _FAILURES if isinstance(error, kind)
+        )
+        message, details = describe(error)
+        found = Problem(status, error_body(message, {**details, "class": error_class}))
+    size = answer_size(found.body)
+    if size > MAX_ANSWER_BYTES:
+        logger.error("Failure body over the answer limit", extra={"status": found.status, "bytes": size})
+        return problem(AnswerTooLarge(f"A {found.status} body of {size} bytes is over the limit of {MAX_ANSWER_BYTES} bytes."))
+    return found
 
 
 def failure(error: BaseException) -> Problem:
@@ -141,5 +175,5 @@ def failure(error: BaseException) -> Problem:
     found = problem(error)
     record_failure(found.error_class)
     if found.status >= 500:
-        logger.error("Render request failed", exc_info=error)
+        logger.error("Request failed", exc_info=error)
     return found

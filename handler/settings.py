@@ -1,8 +1,10 @@
-"""Settings from the environment, validated once per execution environment."""
+"""Settings from the environment, validated once per execution environment; and, on Lambda,
+the AWS SDK's configuration pinned to files no script can write."""
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -13,6 +15,9 @@ from render import Deadline, RenderLimits
 
 # Used when no Lambda deadline bounds a render (the local server, `make run`).
 LOCAL_RENDER_TIMEOUT_SECONDS = 600.0
+# The handler's HOME on Lambda: a path the function's user cannot create (Lambda's filesystem
+# is read-only but for /tmp, and the user is not root), so nothing under `~` can be planted.
+SEALED_HOME = "/nonexistent"
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,9 @@ class Settings(BaseModel):
     metrics_namespace: str = Field("ManimWorker", alias="POWERTOOLS_METRICS_NAMESPACE")
     local_port: int = Field(3001, alias="PORT", ge=1, le=65535)
     local_render_uid: int = Field(64999, alias="LOCAL_RENDER_UID", ge=0)
+    # The AWS SDK's own: read only to keep a deployment's choice (see `sdk_environment`).
+    aws_config_file: str | None = Field(None, alias="AWS_CONFIG_FILE")
+    aws_shared_credentials_file: str | None = Field(None, alias="AWS_SHARED_CREDENTIALS_FILE")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -90,3 +98,39 @@ class Settings(BaseModel):
     @property
     def request_limits(self) -> RequestLimits:
         return RequestLimits(max_code_bytes=self.max_code_bytes, max_chunks=self.max_chunks)
+
+    def sdk_environment(self) -> dict[str, str]:
+        """On Lambda, the variables that keep the AWS SDK (botocore) from reading any file a
+        script can write; nothing elsewhere.
+
+        Scripts run as the handler's user, and can write anywhere it can: all of /tmp, which
+        the image makes everyone's HOME. botocore reads `~/.aws/config` and
+        `~/.aws/credentials` whenever a client is made (an `endpoint_url` or `ca_bundle` there
+        redirects every client made afterwards), and takes service models and endpoint rules
+        from `~/.aws/models` before its own. So the config and credentials files are
+        `/dev/null` unless the deployment names its own (which it should keep out of /tmp),
+        and HOME is `SEALED_HOME`: the render worker gets its own HOME (render/sandbox.py),
+        and nothing else in the handler's process needs one. Off Lambda nothing changes, so a
+        developer's `~/.aws` profiles keep working for `make serve` and `make run`.
+        """
+        if self.runtime_api is None:
+            return {}
+        return {
+            "HOME": SEALED_HOME,
+            "AWS_CONFIG_FILE": self.aws_config_file or os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": self.aws_shared_credentials_file or os.devnull,
+        }
+
+
+def pin_sdk_configuration() -> None:
+    """Apply `Settings.sdk_environment()` to this process. handler/__init__.py calls it, so it
+    runs before any module of the handler imports boto3: botocore fixes its path to
+    `~/.aws/models` (`Loader.CUSTOMER_DATA_PATH`) from HOME when `botocore.loaders` is
+    first imported, and reads the other two variables whenever a client is made."""
+    pinned = Settings.from_env().sdk_environment()
+    if not pinned:
+        return
+    os.environ.update(pinned)
+    loaders = sys.modules.get("botocore.loaders")
+    if loaders is not None:  # imported before the handler (a wrapper, a layer): HOME came too late
+        loaders.Loader.CUSTOMER_DATA_PATH = os.path.join(pinned["HOME"], ".aws", "models")

@@ -6,6 +6,7 @@ import ast
 import traceback
 
 from render.errors import ScriptError
+from render.messages import MAX_TEXT
 
 # Manim's own Scene classes. A class is a scene if it derives from one of these, directly
 # or through other classes of the same script. tests/test_scenes.py checks this list
@@ -21,6 +22,11 @@ MANIM_SCENE_CLASSES = frozenset(
         "LinearTransformationScene",
     }
 )
+# At most this many scene names are listed in an error (a 100 KiB script can define thousands
+# of classes); the message says how many there are in all.
+MAX_LISTED_SCENES = 50
+# A name the caller sent is echoed in a message cut to this many characters.
+MAX_ECHOED_NAME = 100
 
 
 def _base_name(base: ast.expr) -> str | None:
@@ -33,15 +39,26 @@ def _base_name(base: ast.expr) -> str | None:
 
 
 def parse_script(code: str) -> ast.Module:
-    """Parse the script, turning a syntax error into a ScriptError that names its line."""
+    """Parse the script, turning a syntax error into a ScriptError that names its line.
+
+    A script nested too deeply for Python's parser (e.g. `a.b.b.b...` or `1+1+1...` some
+    thousands of times, well within the size limit) makes `ast.parse` raise RecursionError
+    or MemoryError in the caller's process: that is the script's fault too, and a ScriptError.
+    """
     try:
         return ast.parse(code, filename="scene.py")
+    except (RecursionError, MemoryError):
+        raise ScriptError(
+            "The script is nested too deeply for Python to parse (an expression with thousands "
+            "of nested or chained parts); split it into smaller expressions.",
+            error_type="TooDeeplyNested",
+        ) from None
     except SyntaxError as error:
         raise ScriptError(
             f"The script has a syntax error on line {error.lineno}: {error.msg}.",
             error_type=type(error).__name__,
             line=error.lineno,
-            traceback="".join(_format_syntax_error(error)),
+            traceback="".join(_format_syntax_error(error))[-MAX_TEXT:],  # as the runner trims its own
         ) from None
     except ValueError as error:  # e.g. a NUL byte in the source
         raise ScriptError(f"The script cannot be parsed: {error}.", error_type="ValueError") from None
@@ -81,9 +98,9 @@ def choose_scene(code: str, scene_name: str | None = None) -> str:
         if scene_name in scenes:
             return scene_name
         raise ScriptError(
-            f"The script has no scene named {scene_name!r}.",
+            f"The script has no scene named {_echoed(scene_name)}{_first(scenes)}.",
             error_type="SceneNotFound",
-            scenes=scenes,
+            scenes=scenes[:MAX_LISTED_SCENES],
         )
     if len(scenes) == 1:
         return scenes[0]
@@ -94,7 +111,21 @@ def choose_scene(code: str, scene_name: str | None = None) -> str:
             scenes=[],
         )
     raise ScriptError(
-        f"The script defines {len(scenes)} scenes; pass sceneName to choose one.",
+        f"The script defines {len(scenes)} scenes; pass sceneName to choose one{_first(scenes)}.",
         error_type="SeveralScenesFound",
-        scenes=scenes,
+        scenes=scenes[:MAX_LISTED_SCENES],
     )
+
+
+def _echoed(name: str) -> str:
+    """`name` quoted, cut short if it is long (it came from the caller)."""
+    if len(name) <= MAX_ECHOED_NAME:
+        return repr(name)
+    return f"{name[:MAX_ECHOED_NAME]!r}... ({len(name)} characters)"
+
+
+def _first(scenes: list[str]) -> str:
+    """What a message adds when the error lists only the first of `scenes`."""
+    if len(scenes) <= MAX_LISTED_SCENES:
+        return ""
+    return f" (`scenes` lists the first {MAX_LISTED_SCENES} of {len(scenes)})"
