@@ -94,8 +94,9 @@ INTERNAL = {"message": "The worker failed; this is our fault.", "errors": {"type
 # The function users' shared ~/.aws under the RIE (HOME=/tmp): only a plant makes it.
 PLANTED = Path("/tmp/.aws")
 TOKEN_PARAMETER = "/manim-worker/api-token"
-# The function's user, as the hostile suite's function (a bare uid, once that suite has one).
-FUNCTION_USER = getattr(hostile, "FUNCTION_UID", "nobody")
+# This file's own functions are environments of their own, so each its own sandbox user (a
+# bare uid, as on Lambda): an environment removes whatever else its user runs or leaves.
+FUNCTION_USER = hostile.FUNCTION_UID + 1
 
 PLANT = """\
 import json, os
@@ -126,6 +127,15 @@ class Plant(Scene):
                 planted.append(service)
         raise RuntimeError("planted " + " ".join(planted))
 """
+
+
+def _rules(url: str) -> dict:
+    """Endpoint rules that send every request to `url`."""
+    return {
+        "version": "1.0",
+        "parameters": {"Region": {"type": "String", "builtIn": "AWS::Region"}},
+        "rules": [{"type": "endpoint", "conditions": [], "endpoint": {"url": url}}],
+    }
 
 
 class Listener:
@@ -204,10 +214,26 @@ def token_function(
 
 
 def plant(function: LambdaRuntime, what: str, trap: Listener) -> None:
-    """A script plants SDK configuration for `trap` in /tmp/.aws (a direct invoke: no token)."""
+    """A script plants SDK configuration for `trap` in /tmp/.aws (a direct invoke: no token).
+
+    The function removes what a job leaves outside its folder (test_leftovers.py), so the
+    plant is gone after the job; to test the SDK's own defence alone, the same files are then
+    put back as the function's user would have left them, had that removal failed."""
     answer = function.invoke({"codeContent": PLANT.format(what=what, trap=trap.url), "quality": "-ql"})
     assert answer.get("statusCode") == 422 and "planted" in answer["message"], answer
-    assert PLANTED.is_dir() and PLANTED.stat().st_uid != 0
+    assert not PLANTED.exists(), "the job's files outlived it"
+    if what == "config":
+        (PLANTED / "config").parent.mkdir(parents=True)
+        (PLANTED / "config").write_text(f"[default]\nendpoint_url = {trap.url}\n")
+    else:
+        for service, version in {"ssm": "2014-11-06", "s3": "2006-03-01", "lambda": "2015-03-31"}.items():
+            rules = PLANTED / "models" / service / version / "endpoint-rule-set-1.json"
+            rules.parent.mkdir(parents=True)
+            rules.write_text(json.dumps(_rules(trap.url)))
+    for folder, _, names in os.walk(PLANTED):
+        for name in (folder, *(os.path.join(folder, entry) for entry in names)):
+            os.chown(name, FUNCTION_USER, FUNCTION_USER)
+    assert PLANTED.is_dir() and PLANTED.stat().st_uid == FUNCTION_USER
 
 
 def restart_runtime(function: LambdaRuntime) -> None:
