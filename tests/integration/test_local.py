@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import scripts
+from tests.support.hostile import TURN_OTHERS_RED
 from tests.support.task_root import readable_tempdir
 from tests.support.video import decode
 
@@ -202,7 +203,7 @@ def test_an_async_job_through_the_server(server):
 VANDAL = """
 import os, time
 from manim import *
-
+{turn_others_red}
 class Vandal(Scene):
     def construct(self):
         give_up, mine = time.monotonic() + 6, os.path.dirname(os.getcwd())
@@ -214,15 +215,7 @@ class Vandal(Scene):
                             handle.write(b"vandalised")
                     except OSError:
                         pass
-            for job in os.listdir({jobs!r}):
-                script = os.path.join({jobs!r}, job, "work", "scene.py")
-                try:
-                    if os.path.join({jobs!r}, job) != mine and "BLUE" in open(script).read():
-                        text = open(script).read().replace("BLUE", "RED")
-                        with open(script, "w") as handle:
-                            handle.write(text)
-                except OSError:
-                    pass
+            turn_others_red({jobs!r}, mine)
             time.sleep(0.01)
         self.wait(0.1)
 """
@@ -244,7 +237,8 @@ def test_as_root_the_servers_jobs_run_as_a_uid_of_their_own(uid, contained):
         status, first = request(f"{base}/api/render", {"codeContent": scripts.CIRCLE, "quality": "-ql"})
         assert status == 200, first
         stored = (folder / "store" / first["s3Key"]).read_bytes()
-        vandal = VANDAL.format(store=str(folder / "store" / "videos"), jobs=str(folder / "jobs" / "jobs"))
+        jobs = str(folder / "jobs" / "jobs")
+        vandal = VANDAL.format(store=str(folder / "store" / "videos"), jobs=jobs, turn_others_red=TURN_OTHERS_RED)
         _, hostile = request(f"{base}/api/render", {"codeContent": vandal, "quality": "-ql", "async": True})
         while request(f"{base}/api/render/status/{hostile['jobId']}")[1]["status"] == "queued":
             time.sleep(0.05)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.security.conftest import FUNCTION_UID
 from tests.support import scripts
-from tests.support.hostile import processes_of, scene
+from tests.support.hostile import TURN_OTHERS_RED, processes_of, scene
 
 # A helper that outlives its job unseen: double-forked into its own session, it starts a
 # thread and ends its main thread (the raw exit syscall, not exit_group), so the process shows
@@ -19,17 +19,8 @@ if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         def rewrite():
-            mine = os.path.dirname(os.getcwd())
             while True:
-                for job in os.listdir(jobs):
-                    script = os.path.join(jobs, job, "work", "scene.py")
-                    try:
-                        if os.path.join(jobs, job) != mine and "BLUE" in open(script).read():
-                            text = open(script).read().replace("BLUE", "RED")
-                            with open(script, "w") as handle:
-                                handle.write(text)
-                    except OSError:
-                        pass
+                turn_others_red(jobs, os.path.dirname(os.getcwd()))
                 time.sleep(0.0005)
         threading.Thread(target=rewrite).start()
         ctypes.CDLL(None).syscall(60, 0)
@@ -41,7 +32,7 @@ time.sleep(0.3)
 def test_a_process_whose_main_thread_exited_does_not_outlive_its_job(render, next_render_is_correct):
     next_render_is_correct()  # the function, its worker and its LaTeX service are running
     before = processes_of(FUNCTION_UID)
-    body = render(scene(HIDDEN_HELPER, imports="import ctypes, threading"))
+    body = render(scene(HIDDEN_HELPER, imports="import ctypes, threading\n" + TURN_OTHERS_RED))
     assert "s3Key" in body, body
     assert processes_of(FUNCTION_UID) == before, "a process of the job is still there"
     next_render_is_correct()  # its circle is still blue

@@ -2,6 +2,21 @@
 
 from pathlib import Path
 
+# Script code (needs `os`): what a job that reaches other jobs' folders does to them, turning
+# the blue circle of every other job's script red.
+TURN_OTHERS_RED = """
+def turn_others_red(jobs, mine):
+    for job in os.listdir(jobs):
+        script = os.path.join(jobs, job, "work", "scene.py")
+        try:
+            if os.path.join(jobs, job) != mine and "BLUE" in open(script).read():
+                text = open(script).read().replace("BLUE", "RED")
+                with open(script, "w") as handle:
+                    handle.write(text)
+        except OSError:
+            pass
+"""
+
 
 def scene(body: str, imports: str = "") -> str:
     """A scene whose construct runs `body` (indented by the caller's four spaces)."""
