@@ -73,9 +73,10 @@ class TexCache:
         self.hits = 0
         self.misses = 0
 
-    def answer(self, request: TexRequest, deadline: float) -> TexResult:
-        """The SVG for a part's request, from memory or compiled now; and the render tool the
-        request needs that is missing, if any."""
+    def answer(self, request: TexRequest, deadline: float, compile_now: bool) -> TexResult:
+        """The SVG for a part's request, from memory or (with `compile_now`) compiled now; and
+        the render tool the request needs that is missing, if any. A miss without
+        `compile_now` answers `compile_needed`: the worker freezes the part, then asks again."""
         key = _key(request)
         if key in self._entries:
             self.hits += 1
@@ -84,6 +85,8 @@ class TexCache:
         tool = missing_tool(request)
         if tool is not None:
             return self._result(TexAnswer(error=f"{tool} is not installed on the render worker"), tool)
+        if not compile_now:
+            return TexResult(answer=TexAnswer(), compile_needed=True, hits=self.hits, misses=self.misses)
         self.misses += 1
         answer = self._compile(request, deadline)
         if answer.svg is not None and len(answer.svg) <= _MAX_ENTRY_BYTES:
@@ -218,6 +221,6 @@ def _serve(cache: TexCache, connection: int) -> NoReturn:
         make_non_dumpable()
         channel = Channel(connection, connection, limit=MAX_TEX_SOURCE * 2)
         while (job := channel.receive(TEX_JOB)) is not None:
-            channel.send(cache.answer(job.request, time.monotonic() + job.timeout_seconds))
+            channel.send(cache.answer(job.request, time.monotonic() + job.timeout_seconds, job.compile_now))
     finally:
         os._exit(0)

@@ -225,6 +225,7 @@ class TexJob(Message):
     kind: Literal["tex_job"] = "tex_job"
     request: TexRequest
     timeout_seconds: float
+    compile_now: bool = False  # the part is frozen: compile on a miss
 
 
 class TexResult(Message):
@@ -233,6 +234,7 @@ class TexResult(Message):
 
     kind: Literal["tex_result"] = "tex_result"
     answer: TexAnswer
+    compile_needed: bool = False  # a miss: ask again with the part frozen
     missing_tool: str | None = None
     hits: int = 0
     misses: int = 0

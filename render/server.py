@@ -150,22 +150,29 @@ class WorkerServer:
 
 
     def _compile(self, request: TexRequest, deadline: float) -> TexResult:
-        """The LaTeX service's answer, with every process of the task frozen meanwhile (all
-        are the worker's descendants, orphans included, since it is a subreaper), so none can
-        touch the compiler's files."""
-        frozen = self._freeze_task()
-        try:
-            self._tex.send(TexJob(request=request, timeout_seconds=max(0.0, deadline - time.monotonic())))
-            result = self._tex.receive(TEX_RESULT, deadline)
-        except (OSError, MessageError):
-            result = None
-        finally:
-            signal_all(frozen, signal.SIGCONT)
+        """The LaTeX service's answer: from its cache at once, or compiled with every process
+        of the task frozen meanwhile (all are the worker's descendants, orphans included,
+        since it is a subreaper), so none can touch the compiler's files."""
+        result = self._ask_tex(request, deadline, compile_now=False)
+        if result is not None and result.compile_needed:
+            frozen = self._freeze_task()
+            try:
+                result = self._ask_tex(request, deadline, compile_now=True)
+            finally:
+                signal_all(frozen, signal.SIGCONT)
         if result is None:  # the service died or hung: a fresh one for the next request
             self._restart_tex()
             return TexResult(answer=TexAnswer(error="LaTeX did not answer within the render's time limit"))
         self._tex_counts = (result.hits, result.misses)
         return result
+
+    def _ask_tex(self, request: TexRequest, deadline: float, compile_now: bool) -> TexResult | None:
+        timeout = max(0.0, deadline - time.monotonic())
+        try:
+            self._tex.send(TexJob(request=request, timeout_seconds=timeout, compile_now=compile_now))
+            return self._tex.receive(TEX_RESULT, deadline)
+        except (OSError, MessageError):
+            return None
 
     def _freeze_task(self) -> list[int]:
         service = {self.tex_pid, *descendants(self.tex_pid)}
