@@ -27,7 +27,10 @@ from render import Progress, Range, RenderError, RenderSpec, render
 if TYPE_CHECKING:
     from handler.environment import Environment
 
-_POLL_SECONDS = 0.5
+# How often a range's marker is read (see `_PollPace`).
+_FIRST_POLL_SECONDS = 0.05
+_BLIND_POLL_SECONDS = 0.25
+_LONGEST_POLL_SECONDS = 1.0
 # A chunk writes its progress to its marker at most this often.
 _PROGRESS_WRITE_SECONDS = 1.0
 # Failures of these classes may pass; a range that failed so is asked for once more.
@@ -69,10 +72,13 @@ class LambdaRanges:
     def _wait(self, prefix: str, event: dict[str, Any], work: Range) -> None:
         """Until the range's marker says it is done; its progress is passed on meanwhile."""
         retried = False
-        while not work.stopped.is_set():
+        pace = _PollPace(work.frames)
+        while not work.stopped.wait(pace.pause):
             marker = self._storage.read_json(prefix + "marker.json")
-            if marker is not None and "ok" not in marker:
-                work.on_progress(_progress(marker.get("progress")))
+            progress = _progress(marker.get("progress")) if marker is not None and "ok" not in marker else None
+            pace.read(progress.frames if progress is not None else None)
+            if progress is not None:
+                work.on_progress(progress)
             elif marker is not None and marker["ok"]:
                 return
             elif marker is not None:
@@ -81,12 +87,42 @@ class LambdaRanges:
                 if failed.error_class not in _TRANSIENT or retried:
                     raise ChunkFailed(failed)
                 retried = True
+                pace = _PollPace(work.frames)
                 work.on_progress(Progress())
                 self._storage.delete(prefix + "marker.json")
                 self._invoke(event)
             if work.spec.deadline.passed():
                 raise ChunksOverdue(f"Chunk {work.index} did not come back in time.")
-            time.sleep(_POLL_SECONDS)
+
+
+class _PollPace:
+    """How long to wait before reading a range's marker again.
+
+    Until the range has reported drawing twice, the pause starts at `_FIRST_POLL_SECONDS` and
+    grows half again each time, up to `_BLIND_POLL_SECONDS`. From then on it is half the time
+    the range still needs at the pace it has been drawing (seen between its reports), between
+    `_FIRST_POLL_SECONDS` and `_LONGEST_POLL_SECONDS`. So a range is seen done soon after it is,
+    and a long one is read about once a second while it draws.
+    """
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames  # the range's, by the plan
+        self.pause = _FIRST_POLL_SECONDS / 1.5
+        self._seen: tuple[int, float] | None = None  # the last new frame count, and when it was seen
+        self._rate: float | None = None  # frames a second
+
+    def read(self, frames: int | None) -> None:
+        """Note a read of the marker, with the frames it reported drawn (None: no progress)."""
+        now = time.monotonic()
+        if frames is not None and frames > 0 and (self._seen is None or frames > self._seen[0]):
+            if self._seen is not None:
+                self._rate = (frames - self._seen[0]) / max(now - self._seen[1], 1e-3)
+            self._seen = (frames, now)
+        if self._rate is None or self._seen is None:
+            self.pause = min(self.pause * 1.5, _BLIND_POLL_SECONDS)
+            return
+        left = (self.frames - self._seen[0]) / self._rate - (now - self._seen[1])
+        self.pause = min(max(left / 2, _FIRST_POLL_SECONDS), _LONGEST_POLL_SECONDS)
 
 
 def _progress(reported: Any) -> Progress:

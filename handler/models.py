@@ -83,7 +83,8 @@ class Timings(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     plan_seconds: float = Field(0.0, alias="planSeconds")
-    render_seconds: float = Field(alias="renderSeconds")
+    render_seconds: float = Field(alias="renderSeconds")  # a chunked render's join included
+    join_seconds: float = Field(0.0, alias="joinSeconds")
     upload_seconds: float = Field(alias="uploadSeconds")
     total_seconds: float = Field(alias="totalSeconds")
 

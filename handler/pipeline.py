@@ -87,6 +87,7 @@ def render_and_store(
     timings = Timings(
         plan_seconds=round(video.plan_seconds, 3),
         render_seconds=round(video.render_seconds, 3),
+        join_seconds=round(video.join_seconds, 3),
         upload_seconds=round(upload_seconds, 3),
         total_seconds=round(time.monotonic() - started, 3),
     )

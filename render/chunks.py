@@ -1,17 +1,18 @@
 """Chunked rendering: plan a scene, split it into ranges of whole animations, render a range
 exactly as a whole render would, and join the pieces without re-encoding.
 
-Exactness comes from stepping: before its range, a chunk plays every animation through the
-same frame times as a whole render (every updater called with the same `dt` sequence,
-`renderer.time` advanced frame by frame) but draws and encodes nothing. Manim's own skipping
-(`-n`) advances a skipped animation in one step, which lets time-dependent updaters drift.
+A chunk reaches its range without drawing what comes before it (render.reach): it jumps over
+each animation whose end state does not depend on the path to it, and steps through the
+others frame by frame, so that its first frame is the whole render's. The plan says which
+animations need stepping and what each costs, and the split balances the ranges' estimated
+costs (reaching the range, then drawing it), not their frame counts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Iterator
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,81 +20,81 @@ from typing import Any
 import av
 import numpy as np
 
-
-@contextlib.contextmanager
-def without_drawing(renderer: Any) -> Iterator[None]:
-    """Play animations on `renderer` through all their frame times, drawing and writing nothing.
-
-    Everything that changes state (updaters, `renderer.time`, animation counters) happens as
-    in a whole render; what only produces pixels or file data (drawing, static-frame capture,
-    encoding) is skipped.
-    """
-    writer = renderer.file_writer
-    saved = {
-        (renderer, "update_frame"): renderer.update_frame,
-        (renderer, "add_frame"): renderer.add_frame,
-        (renderer, "get_frame"): renderer.get_frame,
-        (renderer, "save_static_frame_data"): renderer.save_static_frame_data,
-        (writer, "begin_animation"): writer.begin_animation,
-        (writer, "end_animation"): writer.end_animation,
-        (writer, "add_partial_movie_file"): writer.add_partial_movie_file,
-    }
-
-    def add_frame(_frame: Any, num_frames: int = 1) -> None:
-        renderer.time += num_frames * (1 / renderer.camera.frame_rate)
-
-    renderer.update_frame = lambda *args, **kwargs: None
-    renderer.add_frame = add_frame
-    renderer.get_frame = lambda: None
-    renderer.save_static_frame_data = lambda *args, **kwargs: None
-    writer.begin_animation = lambda *args, **kwargs: saved[(writer, "begin_animation")](False, **kwargs)
-    writer.end_animation = lambda *args, **kwargs: saved[(writer, "end_animation")](False)
-    writer.add_partial_movie_file = lambda _hash: saved[(writer, "add_partial_movie_file")](None)
-    try:
-        yield
-    finally:
-        for (owner, name), original in saved.items():
-            setattr(owner, name, original)
+from render.messages import PlannedAnimation
+from render.reach import jumping_where_exact, members_to_begin, must_step, runs_script_code, without_drawing
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What a planning pass found: each animation's frame count, and the scene's soundtrack
-    (an AAC file, or None for a silent scene). Chunks carry no sound; the soundtrack is added
-    once to the joined video."""
+    """What a planning pass found: each animation's frames, whether it must be stepped, and
+    its costs; the size of a frame; and the scene's soundtrack (an AAC file, or None for a
+    silent scene). Chunks carry no sound; the soundtrack is added once to the joined video."""
 
-    frames: list[int]
+    animations: list[PlannedAnimation]
+    pixels: int
     soundtrack: Path | None = None
 
+    @property
+    def frames(self) -> list[int]:
+        return [animation.frames for animation in self.animations]
 
-def plan_scene(scene: Any, soundtrack: Path) -> Plan:
+
+def plan_scene(scene: Any, soundtrack: Path, *, quick: bool = True) -> Plan:
     """Run the scene as Manim's own skipping does (each animation advanced in one step, nothing
-    drawn or encoded) and count the frames each animation (each `play` and `wait`) would make
-    in a whole render, by Manim's own rule: one per frame time in `[0, run_time)`, or for a
-    static wait, `int(duration / dt)`. Sounds the scene adds are mixed as a whole render mixes
-    them, at the time a whole render would have reached, and written to `soundtrack`.
+    drawn or encoded) and plan each animation (each `play` and `wait`):
 
-    Skipping is fine here, where only counts matter: ranges are rendered exactly however the
-    plan balanced them. (A `wait_until` whose length depends on the scene's state is counted
-    at its maximum.)"""
+    - the frames it would make in a whole render, by Manim's own rule: one per frame time in
+      `[0, run_time)`, or for a static wait, `int(duration / dt)`;
+    - whether `must_step` holds for it (a static wait never needs stepping);
+    - the seconds its play and the script's code before it took, and one update of the scene.
+
+    Sounds the scene adds are mixed as a whole render mixes them, at the time a whole render
+    would have reached, and written to `soundtrack`.
+
+    `quick` goes further than Manim's skipping: Manim's own animations are not begun, advanced
+    or finished at all (their copies and alignments are most of a skipped play's cost), and
+    only the updaters run, once per animation. A play that runs the script's own code while it
+    plays (an `UpdateFromFunc`, say, which may add updaters) is still played as Manim skips it.
+    The scene's state may then differ from a whole render's; a script that fails for it is
+    planned again without `quick`.
+
+    Either way only counts and estimates come from here: ranges are rendered exactly however
+    the plan balanced them. (A `wait_until` is counted at its maximum.)"""
     renderer = scene.renderer
     writer = renderer.file_writer
     dt = 1 / renderer.camera.frame_rate
-    frames: list[int] = []
+    planned: list[PlannedAnimation] = []
     clock = 0.0  # `renderer.time` in a whole render, advanced by the same additions
+    probe = _PlayProbe(scene, quick)
     original_play = renderer.play
+    last = time.perf_counter()
 
     def counting_play(*args: Any, **kwargs: Any) -> None:
-        nonlocal clock
+        nonlocal clock, last
         renderer._original_skipping_status = True
-        original_play(*args, **kwargs)
-        if scene.is_current_animation_frozen_frame():
-            frames.append(int(scene.duration / dt))
-            clock += frames[-1] * dt
+        probe.stepped, probe.update_seconds, probe.members = False, 0.0, 0
+        with without_drawing(renderer):
+            original_play(*args, **kwargs)
+        still = scene.is_current_animation_frozen_frame()
+        if still:
+            frames = int(scene.duration / dt)
+            clock += frames * dt
         else:
-            frames.append(len(np.arange(0, scene.duration, dt)))
-            for _ in range(frames[-1]):
+            frames = len(np.arange(0, scene.duration, dt))
+            for _ in range(frames):
                 clock += dt
+        now = time.perf_counter()
+        planned.append(
+            PlannedAnimation(
+                frames=frames,
+                still=still,
+                stepped=probe.stepped,
+                seconds=now - last,
+                update_seconds=probe.update_seconds,
+                members=probe.members,
+            )
+        )
+        last = now
 
     def timed_add_sound(sound_file: str, time_offset: float = 0, gain: float | None = None, **kwargs: Any) -> None:
         writer.add_sound(sound_file, clock + time_offset, gain, **kwargs)  # skipping would drop it
@@ -101,10 +102,52 @@ def plan_scene(scene: Any, soundtrack: Path) -> Plan:
     renderer.play = counting_play
     scene.add_sound = timed_add_sound
     scene.render()
+    pixels = renderer.camera.pixel_width * renderer.camera.pixel_height
     if not writer.includes_sound:
-        return Plan(frames)
+        return Plan(planned, pixels)
     _write_soundtrack(writer, soundtrack)
-    return Plan(frames, soundtrack)
+    return Plan(planned, pixels, soundtrack)
+
+
+class _PlayProbe:
+    """Notes, for the play running on `scene`, whether it must be stepped, how long one update
+    of the scene takes and, when `quick`, how many mobjects the play's begin (skipped) copies."""
+
+    def __init__(self, scene: Any, quick: bool) -> None:
+        self.stepped = False
+        self.update_seconds = 0.0
+        self.members = 0
+        self.played = not quick  # whether the running play is played as Manim skips it
+        play_internal, update_to_time, begin_animations = scene.play_internal, scene.update_to_time, scene.begin_animations
+
+        def probed_play_internal(*args: Any, **kwargs: Any) -> None:
+            self.stepped = must_step(scene)
+            if self.played:
+                play_internal(*args, **kwargs)
+                return
+            started = time.perf_counter()
+            scene.update_mobjects(scene.duration)
+            scene.update_self(scene.duration)
+            self.update_seconds = time.perf_counter() - started
+
+        def timed_update_to_time(t: float) -> None:
+            started = time.perf_counter()
+            update_to_time(t)
+            self.update_seconds = time.perf_counter() - started
+
+        def begin_if_needed() -> None:
+            self.played = runs_script_code(scene.animations)
+            if self.played:
+                begin_animations()
+                return
+            self.members = members_to_begin(scene.animations)
+            for animation in scene.animations:  # what of beginning them the scene's contents need
+                animation._setup_scene(scene)
+
+        scene.play_internal = probed_play_internal
+        scene.update_to_time = timed_update_to_time
+        if quick:
+            scene.begin_animations = begin_if_needed
 
 
 def _write_soundtrack(writer: Any, target: Path) -> None:
@@ -120,7 +163,7 @@ def _write_soundtrack(writer: Any, target: Path) -> None:
 
 def limit_to_range(scene: Any, start: int, end: int) -> None:
     """Make `scene.render()` produce only animations `start` to `end - 1`, reaching `start`
-    by stepping the earlier ones without drawing, and ending the scene after `end - 1`."""
+    without drawing (render.reach), and ending the scene after `end - 1`."""
     from manim.utils.exceptions import EndSceneEarlyException
 
     renderer = scene.renderer
@@ -133,7 +176,7 @@ def limit_to_range(scene: Any, start: int, end: int) -> None:
         if index >= end:
             raise EndSceneEarlyException()
         if index < start:
-            with without_drawing(renderer):
+            with without_drawing(renderer), jumping_where_exact(scene):
                 original_play(*args, **kwargs)
         else:
             if renderer.drawn_from is None:
@@ -157,22 +200,65 @@ def choose_chunks(frames: list[int], requested: int | str, max_chunks: int, fram
     return max(1, min(wanted, max_chunks, len(frames)))
 
 
-def split(frames: list[int], chunks: int) -> list[tuple[int, int]]:
-    """At most `chunks` contiguous ranges of whole animations, balanced by frames.
+# Costs the plan cannot measure without doing the work, estimated from `make bench`'s scenes
+# (only their ratio to the plan's own figures matters): drawing and encoding a frame, per
+# pixel, beyond updating the scene; encoding a repeated frame of a static wait, as a share of
+# that; copying or aligning one mobject when an animation begins; and what a frame's update
+# costs beyond the updaters the plan timed (the animations' interpolation, the bookkeeping).
+DRAW_SECONDS_PER_PIXEL = 1e-8
+REPEATED_FRAME_SHARE = 0.1
+BEGIN_SECONDS_PER_MEMBER = 4e-3
+FRAME_UPDATE_SECONDS = 7e-4
 
-    Each range is (first animation, one past the last). Each boundary goes where the running
-    total of frames comes closest to the next equal share, every range keeping at least one
-    animation.
+
+def split(plan: Plan, chunks: int) -> list[tuple[int, int]]:
+    """`chunks` contiguous ranges of whole animations (fewer only if there are fewer
+    animations), balanced by their estimated cost: reaching the range, then drawing it.
+
+    Each range is (first animation, one past the last). Reaching an animation costs its plan
+    seconds and its begin, and its frames' updates if it must be stepped; drawing it costs the
+    same and, for each frame drawn, the drawing (a static wait draws one and repeats it). The
+    largest range cost is minimised: since reaching an animation never costs more than drawing
+    it, filling each range as far as a bound allows is optimal, and the least bound that fits
+    is found by bisection.
     """
-    chunks = max(1, min(chunks, len(frames)))
-    total = sum(frames)
-    through = list(itertools.accumulate(frames))  # frames up to and including animation i
-    starts = [0]
-    for k in range(1, chunks):
-        share = total * k / chunks
-        candidates = range(starts[-1] + 1, len(frames) - (chunks - k) + 1)
-        starts.append(min(candidates, key=lambda end: abs(through[end - 1] - share)))
-    return list(zip(starts, [*starts[1:], len(frames)], strict=True))
+    draw_frame = plan.pixels * DRAW_SECONDS_PER_PIXEL
+    reach: list[float] = []
+    draw: list[float] = []
+    for a in plan.animations:
+        start = a.seconds + a.members * BEGIN_SECONDS_PER_MEMBER
+        update = a.update_seconds + FRAME_UPDATE_SECONDS
+        updates = a.frames * update if a.stepped else update
+        reach.append(start + updates)
+        pictures = draw_frame * (1 + a.frames * REPEATED_FRAME_SHARE) if a.still else a.frames * (update + draw_frame)
+        draw.append(start + max(updates, pictures))
+    reached = [0.0, *itertools.accumulate(reach)]  # the cost of reaching animation i
+    drawn = [0.0, *itertools.accumulate(draw)]  # of drawing animations 0 to i - 1
+
+    def cost(start: int, end: int) -> float:
+        return reached[start] + drawn[end] - drawn[start]
+
+    def fill(bound: float) -> list[int]:
+        """The ranges' starts when each takes as many animations as fit within `bound`."""
+        starts = [0]
+        for index in range(1, len(draw)):
+            if cost(starts[-1], index + 1) > bound:
+                starts.append(index)
+        return starts
+
+    wanted = max(1, min(chunks, len(draw)))
+    low, high = 0.0, cost(0, len(draw))
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (low, middle) if len(fill(middle)) <= wanted else (middle, high)
+    starts = fill(high)
+    while len(starts) < wanted:  # splitting a range never raises the largest cost
+        ends = [*starts[1:], len(draw)]
+        widest = max((i for i in range(len(starts)) if ends[i] - starts[i] > 1), key=lambda i: cost(starts[i], ends[i]))
+        start, end = starts[widest], ends[widest]
+        cut = min(range(start + 1, end), key=lambda c: max(cost(start, c), cost(c, end)))
+        starts.insert(widest + 1, cut)
+    return list(zip(starts, [*starts[1:], len(draw)], strict=True))
 
 
 def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> None:

@@ -283,21 +283,21 @@ class WorkerClient:
         return self._run(root, task, on_progress).outcomes, round(timeout, 1)
 
     def plan(self, code: str, *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, scratch: Path) -> Plan:
-        """The frame count of each animation of the scene, found without drawing or encoding,
-        and its soundtrack, if it adds sound, copied into the caller's folder `scratch`."""
+        """The scene's plan (each animation's frames and costs), found without drawing or
+        encoding, and its soundtrack, if it adds sound, copied into the caller's folder `scratch`."""
         with self._task_folder(code) as root:
             (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [PlanPart()])
             if not isinstance(outcome, PlanMade):
                 _video(outcome, root / "work", limits, timeout)  # raises the error the outcome describes
                 raise RendererFailed("The plan pass returned no plan.")
             if outcome.soundtrack is None:
-                return Plan(outcome.frames)
+                return Plan(outcome.animations, outcome.pixels)
             soundtrack = _task_file(outcome.soundtrack, root / "work", "its soundtrack", "NoSoundtrack")
             # A new file of a random name (O_EXCL): nothing a script planted is followed.
             descriptor, kept = tempfile.mkstemp(prefix="soundtrack-", suffix=".aac", dir=scratch)
             with open(descriptor, "wb") as copy, soundtrack.open("rb") as original:
                 shutil.copyfileobj(original, copy)
-            return Plan(outcome.frames, Path(kept))
+            return Plan(outcome.animations, outcome.pixels, Path(kept))
 
     @contextmanager
     def render(

@@ -47,6 +47,7 @@ class Rendered:
     render_seconds: float
     plan_seconds: float = 0.0
     chunks: int = 1
+    join_seconds: float = 0.0  # joining pieces rendered elsewhere
 
 
 @dataclass(frozen=True)
@@ -101,11 +102,13 @@ def render(
         if count == 1:
             video = _in_worker(worker, spec, None, None, on_progress)
         elif run_range is None:
-            video = _in_worker(worker, spec, split(plan.frames, count), plan, on_progress)
+            video = _in_worker(worker, spec, split(plan, count), plan, on_progress)
         else:
-            video = _elsewhere(worker, spec, plan, split(plan.frames, count), run_range, on_progress, Path(scratch))
+            video = _elsewhere(worker, spec, plan, split(plan, count), run_range, on_progress, Path(scratch))
+        joining = time.monotonic()
         with video as path:
-            yield Rendered(path, scene, time.monotonic() - rendering, plan_seconds, count)
+            join_seconds = time.monotonic() - joining if run_range is not None and count > 1 else 0.0
+            yield Rendered(path, scene, time.monotonic() - rendering, plan_seconds, count, join_seconds)
 
 
 def _in_worker(
@@ -129,7 +132,6 @@ def _in_worker(
     )
 
 
-@contextmanager
 def _elsewhere(
     worker: WorkerClient,
     spec: RenderSpec,
@@ -138,15 +140,15 @@ def _elsewhere(
     run_range: RunRange,
     on_progress: ProgressCallback | None,
     scratch: Path,
-) -> Iterator[Path]:
-    """Each range rendered by `run_range`, all at once; the pieces joined in the worker."""
+) -> AbstractContextManager[Path]:
+    """Each range rendered by `run_range`, all at once; then the pieces' join in the worker
+    (which runs when the block is entered)."""
     assert spec.scene is not None
     pieces = [scratch / f"piece-{index}.mp4" for index in range(len(ranges))]
     _run_ranges(spec, plan, ranges, pieces, run_range, on_progress or (lambda _progress: None))
-    with worker.join(
+    return worker.join(
         pieces, scene=spec.scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, soundtrack=plan.soundtrack
-    ) as path:
-        yield path
+    )
 
 
 def _run_ranges(

@@ -18,20 +18,31 @@ import threading
 import time
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    TypeAdapter,
+    ValidationError,
+)
 
 from render.limits import RenderLimits
 
 # The longest error text a part may report (its runner trims tracebacks to this).
 MAX_TEXT = 4000
 _MAX_PATH = 4096
-# A scene with more animations than this is not one a part may claim to have planned.
-_MAX_ANIMATIONS = 100_000
+# A scene with more animations than this is not one a part may claim to have planned (the
+# plan of 10,000 fits in a part's message).
+_MAX_ANIMATIONS = 10_000
 # The largest LaTeX source a part may ask to compile.
 MAX_TEX_SOURCE = 256 * 1024
 
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 FilePath = Annotated[str, Field(min_length=1, max_length=_MAX_PATH)]
+Seconds = Annotated[float, Field(ge=0, le=10**6, allow_inf_nan=False)]
+# A count a part reports (frames, mobjects): bounded, so that sums of them stay ordinary numbers.
+Count = Annotated[int, Field(ge=0, le=10**9)]
 
 
 class Message(BaseModel):
@@ -126,11 +137,25 @@ class VideoMade(Message):
     path: FilePath
 
 
+class PlannedAnimation(Message):
+    """One animation (a `play` or `wait`) as the plan pass found it: the frames it makes,
+    whether a chunk must step through it frame by frame to reach what follows exactly, and
+    what it cost the plan, from which the cost of reaching and drawing it is estimated."""
+
+    frames: Count
+    still: bool = False  # a static wait: one frame drawn, then repeated
+    stepped: bool = False
+    seconds: Seconds = 0.0  # the script's code before it, and its play as the plan ran it
+    update_seconds: Seconds = 0.0  # one update of the scene to a time within it
+    members: Count = 0  # mobjects its start copies or aligns, which the plan does not
+
+
 class PlanMade(Message):
-    """The plan pass counted each animation's frames and mixed the soundtrack, if any."""
+    """The plan pass planned each animation and mixed the soundtrack, if any."""
 
     kind: Literal["plan"] = "plan"
-    frames: Annotated[list[NonNegativeInt], Field(max_length=_MAX_ANIMATIONS)]
+    animations: Annotated[list[PlannedAnimation], Field(max_length=_MAX_ANIMATIONS)]
+    pixels: Annotated[int, Field(ge=1, le=10**9)]  # in one frame
     soundtrack: FilePath | None = None
 
 

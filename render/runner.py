@@ -119,20 +119,28 @@ def render_scene(
     # Parts of one task render side by side: each keeps its own media folder.
     media_dir = str(Path(script).parent / (f"media-{index}" if isinstance(part, RangePart) else "media"))
     with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
-        _apply_part_config(config, media_dir, parts)
-        config.input_file = script
-        random.seed(RANDOM_SEED)
-        numpy.random.seed(RANDOM_SEED)
-        module = types.ModuleType("scene")
-        module.__file__ = script
-        sys.modules["scene"] = module
-        exec(compile(code, script, "exec"), module.__dict__)
-        _apply_part_config(config, media_dir, parts)  # the script may have moved it
-        scene = module.__dict__[scene_name]()
+
+        def new_scene() -> Any:
+            _apply_part_config(config, media_dir, parts)
+            config.input_file = script
+            random.seed(RANDOM_SEED)
+            numpy.random.seed(RANDOM_SEED)
+            module = types.ModuleType("scene")
+            module.__file__ = script
+            sys.modules["scene"] = module
+            exec(compile(code, script, "exec"), module.__dict__)
+            _apply_part_config(config, media_dir, parts)  # the script may have moved it
+            return module.__dict__[scene_name]()
+
         if isinstance(part, PlanPart):
             Path(media_dir).mkdir(parents=True, exist_ok=True)
-            plan = plan_scene(scene, Path(media_dir) / "soundtrack.aac")
-            return PlanMade(frames=plan.frames, soundtrack=plan.soundtrack and str(plan.soundtrack))
+            soundtrack = Path(media_dir) / "soundtrack.aac"
+            try:
+                plan = plan_scene(new_scene(), soundtrack)
+            except Exception:  # noqa: BLE001 - perhaps only the quick plan's state; a script's own error recurs
+                plan = plan_scene(new_scene(), soundtrack, quick=False)
+            return PlanMade(animations=plan.animations, pixels=plan.pixels, soundtrack=plan.soundtrack and str(plan.soundtrack))
+        scene = new_scene()
         if isinstance(part, RangePart):
             config.output_file = f"part-{part.start:05d}"
             limit_to_range(scene, part.start, part.end)

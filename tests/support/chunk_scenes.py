@@ -1,4 +1,12 @@
-"""Scenes that stress chunked rendering's exactness: state that depends on every frame."""
+"""Scenes that stress chunked rendering's exactness: state that depends on every frame.
+
+Every updater here depends on the path taken (it integrates `dt` against the state it moves,
+or records each frame), so that one step over an animation, instead of a step per frame,
+ends somewhere else: jumping where a chunk must step shows."""
+
+# An updater that moves its mobject around the origin by Euler steps: a large step ends
+# farther out than many small ones.
+_ORBIT = "lambda m, dt: m.shift(np.array([-m.get_y(), m.get_x(), 0]) * dt)"
 
 UPDATER_DT = """\
 from manim import *
@@ -7,7 +15,7 @@ from manim import *
 class Spinner(Scene):
     def construct(self):
         square = Square(color=BLUE)
-        square.add_updater(lambda m, dt: m.rotate(dt * 1.3).shift(RIGHT * dt * 0.2))
+        square.add_updater(lambda m, dt: m.rotate(dt * 1.3).shift(np.array([-m.get_y(), m.get_x() + 1, 0]) * dt))
         self.add(square)
         self.play(FadeIn(Circle().shift(LEFT * 3)), run_time=0.8)
         self.wait(0.7)
@@ -38,12 +46,16 @@ from manim import *
 class Tracker(Scene):
     def construct(self):
         tracker = ValueTracker(0)
-        line = always_redraw(lambda: Line(ORIGIN, [np.cos(tracker.get_value()), np.sin(tracker.get_value()), 0]))
+        growth = ValueTracker(1).add_updater(lambda m, dt: m.increment_value(m.get_value() * dt))
+        line = always_redraw(
+            lambda: Line(ORIGIN, [np.cos(tracker.get_value()), np.sin(tracker.get_value()), 0]).scale(growth.get_value())
+        )
         label = always_redraw(lambda: DecimalNumber(tracker.get_value()).next_to(line, UP))
-        self.add(line, label)
+        self.add(growth, line, label)
         self.play(tracker.animate.set_value(PI / 2), run_time=0.7)
         self.play(tracker.animate.set_value(PI), run_time=0.6, rate_func=linear)
         self.play(tracker.animate.increment_value(-1), run_time=0.5)
+        self.wait(0.4)
 """
 
 RANDOM_COLOURS = """\
@@ -71,7 +83,7 @@ class Drift(Scene):
         dot = Dot()
 
         def drift(mobject, dt):
-            clock["t"] += dt
+            clock["t"] += dt * (1 + clock["t"])
             mobject.move_to([np.sin(2 * clock["t"]) * 3, np.cos(3 * clock["t"]), 0])
 
         dot.add_updater(drift)
@@ -96,19 +108,72 @@ class Pan(MovingCameraScene):
         self.play(self.camera.frame.animate.rotate(0.3), run_time=0.4)
 """
 
-THREE_D_AMBIENT = """\
+THREE_D_AMBIENT = f"""\
 from manim import *
+
+
+ORBIT = {_ORBIT}
 
 
 class Orbit(ThreeDScene):
     def construct(self):
         self.set_camera_orientation(phi=70 * DEGREES, theta=30 * DEGREES)
         self.add(ThreeDAxes(), Cube(side_length=1.5, fill_opacity=0.6))
+        self.add(Dot(RIGHT * 2, color=RED).add_updater(ORBIT))
         self.begin_ambient_camera_rotation(rate=0.8)
         self.wait(0.6)
         self.play(Create(Sphere(radius=0.5).shift(OUT)), run_time=0.6)
         self.wait(0.5)
         self.stop_ambient_camera_rotation()
+        self.wait(0.3)
+"""
+
+UPDATERS_COME_AND_GO = f"""\
+from manim import *
+
+ORBIT = {_ORBIT}
+
+
+class ComeAndGo(Scene):
+    def construct(self):
+        dot = Dot(RIGHT * 2, color=YELLOW)
+        square = Square().shift(LEFT * 3)
+        self.add(dot, square)
+        self.play(square.animate.rotate(PI / 3), run_time=0.5)
+        self.wait(0.3)
+        dot.add_updater(ORBIT)
+        self.play(square.animate.shift(UP), run_time=0.6)
+        self.wait(0.4)
+        dot.remove_updater(ORBIT)
+        self.play(square.animate.shift(DOWN), run_time=0.4)
+
+        def start_drifting(mobject, alpha):
+            if alpha > 0.5 and not square.updaters:
+                square.add_updater(lambda m, dt: m.shift(RIGHT * dt * (1 + m.get_x() ** 2)))
+
+        self.play(UpdateFromAlphaFunc(dot, start_drifting), run_time=0.6)
+        self.play(dot.animate.set_color(RED), run_time=0.5)
+        self.wait(0.3)
+"""
+
+SCENE_UPDATER = """\
+from manim import *
+
+
+class Stirred(Scene):
+    def construct(self):
+        dots = VGroup(*[Dot(RIGHT * (i - 2) + UP * 0.5) for i in range(5)])
+        self.add(dots)
+
+        def stir(dt):
+            for dot in dots:
+                dot.shift(np.array([-dot.get_y(), dot.get_x(), 0]) * dt)
+
+        self.add_updater(stir)
+        self.play(Create(Circle(radius=3)), run_time=0.6)
+        self.wait(0.5)
+        self.remove_updater(stir)
+        self.play(FadeOut(dots[0]), run_time=0.4)
         self.wait(0.3)
 """
 
@@ -120,7 +185,12 @@ SCENES = {
     "wait-with-updaters": (WAIT_WITH_UPDATERS, "Drift"),
     "moving-camera": (MOVING_CAMERA, "Pan"),
     "three-d-ambient-rotation": (THREE_D_AMBIENT, "Orbit"),
+    "updaters-come-and-go": (UPDATERS_COME_AND_GO, "ComeAndGo"),
+    "scene-updater": (SCENE_UPDATER, "Stirred"),
 }
+
+# Scenes in which no updater runs: a chunk jumps over every animation before its range.
+WITHOUT_UPDATERS = ("random-colours", "moving-camera")
 
 # Sounds at times that only frame-by-frame stepping reaches exactly (chunks carry none; the
 # plan mixes them for the joined video).

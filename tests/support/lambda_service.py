@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.lambda_runtime import LambdaRuntime
+from tests.support.lambda_runtime import InvokeError, LambdaRuntime
 from tests.support.processes import LOOPBACK, free_ports
 
 
@@ -26,11 +26,27 @@ class LambdaService:
     url: str
     targets: list[LambdaRuntime] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
+    delivered: list[Delivery] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event delivered: to which target, and when its invocation began and ended
+    (`time.monotonic()`)."""
+
+    event: dict[str, Any]
+    target: int
+    started: float
+    ended: float
 
 
 @contextlib.contextmanager
-def lambda_service() -> Iterator[LambdaService]:
-    """Run a LambdaService on a free loopback port until the block ends."""
+def lambda_service(*, one_at_a_time: bool = False) -> Iterator[LambdaService]:
+    """Run a LambdaService on a free loopback port until the block ends.
+
+    `one_at_a_time` delivers each event only once the previous one has finished, to the next
+    target in turn: each invocation then has the machine's cores to itself, as it would have
+    its own execution environment's on Lambda (`make bench` times each so)."""
     import queue
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -58,12 +74,29 @@ def lambda_service() -> Iterator[LambdaService]:
             pass
 
     def deliver_one(event: dict[str, Any]) -> None:
-        while not any(runtime.try_invoke(event) for runtime in list(service.targets)):
+        while True:
+            for index, runtime in enumerate(list(service.targets)):
+                started = time.monotonic()
+                if runtime.try_invoke(event):
+                    service.delivered.append(Delivery(event, index, started, time.monotonic()))
+                    return
             time.sleep(0.05)  # every environment is busy, or none is listed yet
+
+    def deliver_in_turn(event: dict[str, Any]) -> None:
+        while not service.targets:
+            time.sleep(0.05)
+        index = len(service.delivered) % len(service.targets)
+        started = time.monotonic()
+        with contextlib.suppress(InvokeError):  # an asynchronous invocation's result goes nowhere
+            service.targets[index].invoke(event)
+        service.delivered.append(Delivery(event, index, started, time.monotonic()))
 
     def deliver() -> None:
         while (payload := pending.get()) is not None:
-            threading.Thread(target=deliver_one, args=(json.loads(payload),), daemon=True).start()
+            if one_at_a_time:
+                deliver_in_turn(json.loads(payload))
+            else:
+                threading.Thread(target=deliver_one, args=(json.loads(payload),), daemon=True).start()
 
     server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
     threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]

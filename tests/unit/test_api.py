@@ -48,7 +48,7 @@ def test_render_answers_with_the_seeds_fields_and_a_fetchable_video(name, local_
     assert body["message"] == "Video created and uploaded successfully."
     assert body["s3Key"].startswith("videos/") and body["s3Key"].endswith("/SquareToCircle.mp4")
     assert (body["bucket"], body["sceneName"], body["quality"]) == ("local", "SquareToCircle", "-ql")
-    assert set(body["timings"]) == {"planSeconds", "renderSeconds", "uploadSeconds", "totalSeconds"}
+    assert set(body["timings"]) == {"planSeconds", "renderSeconds", "joinSeconds", "uploadSeconds", "totalSeconds"}
     assert body["chunks"] == 1 and body["cached"] is False
     stored = local_store / body["s3Key"]
     assert body["url"] == stored.as_uri()

@@ -152,3 +152,26 @@ def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(configure, 
     assert markers[0]["progress"]["frames"] > 0, markers  # written while the range was drawn
     assert storage.read_json(prefix + "marker.json") == {"ok": True}
     assert storage.exists(prefix + "piece.mp4")
+
+
+def test_a_range_is_read_less_often_while_it_draws_and_soon_when_it_should_be_done(monkeypatch):
+    from handler import fanout
+
+    now = [0.0]
+    monkeypatch.setattr(fanout.time, "monotonic", lambda: now[0])
+    pace = fanout._PollPace(frames=300)
+    blind = []
+    for _ in range(6):  # no progress yet: from 0.05 s, half again each time, up to 0.25 s
+        pace.read(None)
+        blind.append(round(pace.pause, 3))
+    assert blind == [0.05, 0.075, 0.113, 0.169, 0.25, 0.25]
+    pace.read(30)
+    now[0] = 1.0
+    pace.read(60)  # 30 frames a second: 240 frames, 8 s, still to draw
+    assert pace.pause == 1.0
+    now[0] = 8.0
+    pace.read(60)  # the same report again: about a second to go at that pace
+    assert pace.pause == pytest.approx(0.5)
+    now[0] = 9.5
+    pace.read(60)  # past when it should have been done: read often
+    assert pace.pause == 0.05
