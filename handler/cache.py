@@ -16,9 +16,8 @@ import uuid
 from dataclasses import dataclass
 
 from handler.storage import Storage
-from render import MANIM_VERSION, WORKER_VERSION
+from render import MANIM_VERSION, WORKER_VERSION, Output
 
-VIDEO_FORMAT = "mp4"
 # How often a request waiting for an identical one looks for its video.
 _POLL_SECONDS = 0.25
 
@@ -30,13 +29,16 @@ def normalise(code: str) -> str:
     return "\n".join(line.rstrip() for line in lines).rstrip("\n") + "\n"
 
 
-def cache_key(code: str, scene_name: str, quality: str) -> str:
-    """The hash under which the video is stored: `videos/<hash>/<Scene>.mp4`."""
+def cache_key(code: str, scene_name: str, quality: str, output: Output, frame_at: float | None = None) -> str:
+    """The hash under which the video is stored: `videos/<hash>/<Scene>.mp4`. `output` (the
+    format, transparency, size, frame rate and background asked for) is part of it, and the
+    time of a single frame asked for."""
     material = {
         "code": normalise(code),
         "scene": scene_name,
         "quality": quality,
-        "format": VIDEO_FORMAT,
+        "output": output.model_dump(),
+        "frameAt": frame_at,
         "manim": MANIM_VERSION,
         "worker": WORKER_VERSION,
     }

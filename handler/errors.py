@@ -15,7 +15,7 @@ from typing import Any
 from handler.observability import logger, record_failure
 from handler.settings import Settings
 from handler.storage import StorageError
-from render import RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render import FramePastEnd, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 
 INVALID_REQUEST = 400
 UNAUTHORIZED = 401
@@ -141,6 +141,7 @@ def _ours(_error: BaseException) -> tuple[str, dict[str, Any]]:
 # Exception -> (status, error class, message and details), the first matching row wins.
 _FAILURES: tuple[tuple[type[BaseException], int, str, Callable[[Any], tuple[str, dict[str, Any]]]], ...] = (
     (ScriptError, 422, "script_error", _script),
+    (FramePastEnd, 400, "request", _said),
     (RenderTimeout, 408, "time_limit", _said),
     (ResourceLimitExceeded, 413, "resource_limit", _limit),
     (ToolMissing, INTERNAL_ERROR, "internal", _said),  # retrying will not install it: say what is missing

@@ -161,6 +161,7 @@ def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms
             deadline=settings.render_deadline(remaining_ms),
             scene=request.scene_name,
             animations=(event.start, event.end),
+            output=request.output(),
         )
         with render(environment.worker, spec, on_progress=report) as video:
             storage.put_video(video.path, prefix + "piece.mp4")

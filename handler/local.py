@@ -105,7 +105,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve_stored_video(self) -> bool:
         """The embedded store's URLs point here; serve the file if the path names one."""
         from handler.environment import current_environment
-        from handler.storage import VIDEO_CONTENT_TYPE, LocalStorage
+        from handler.storage import LocalStorage, content_type
 
         storage = current_environment().storage
         path = urlsplit(self.path).path.lstrip("/")
@@ -117,7 +117,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND)
             return True
         self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", VIDEO_CONTENT_TYPE)
+        self.send_header("Content-Type", content_type(path))
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

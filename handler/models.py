@@ -16,9 +16,23 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from handler.settings import RequestLimits
+from render import Output
+
+# Each format, and whether it can carry an alpha channel (`transparent`) and needs a frame of
+# even width and height (its codec's 4:2:0 chroma, or ProRes).
+FORMATS = {"mp4": (False, True), "webm": (True, True), "gif": (False, False), "mov": (True, True), "png": (True, False)}
+# Each quality's frame size and rate (Manim's presets).
+PRESETS = {
+    "-ql": (854, 480, 15),
+    "-qm": (1280, 720, 30),
+    "-qh": (1920, 1080, 60),
+    "-qp": (2560, 1440, 60),
+    "-qk": (3840, 2160, 60),
+}
 
 Quality = Literal["-ql", "-qm", "-qh", "-qp", "-qk"]
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -47,6 +61,49 @@ class RenderRequest(BaseModel):
     run_async: bool = Field(False, alias="async", strict=True)
     job_id: JobId | None = Field(None, alias="jobId")
     chunks: Annotated[int, Field(ge=1, strict=True)] | Literal["auto"] = 1
+    format: Literal["mp4", "webm", "gif", "mov", "png"] | None = None
+    transparent: bool = Field(False, strict=True)
+    resolution: tuple[Annotated[int, Field(ge=16, strict=True)], Annotated[int, Field(ge=16, strict=True)]] | None = None
+    fps: Annotated[int, Field(ge=1, strict=True)] | None = None
+    background_color: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = Field(None, alias="backgroundColor")
+    dry_run: bool = Field(False, alias="dryRun", strict=True)
+    frame_at: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = Field(None, alias="frameAt")
+
+    @model_validator(mode="after")
+    def _output_is_possible(self, info: ValidationInfo) -> RenderRequest:
+        limits = _limits(info)
+        alpha, even = FORMATS[self.format or "mp4"]
+        if self.transparent and not alpha:
+            raise ValueError(f"transparent needs format webm, mov or png, not {self.format or 'mp4'}")
+        width, height, _ = self.size()
+        if width * height > limits.max_pixels:
+            raise ValueError(f"resolution {width}x{height} is over {limits.max_pixels} pixels a frame (MAX_PIXELS)")
+        if even and (width % 2 or height % 2):
+            raise ValueError(f"format {self.format or 'mp4'} needs an even width and height, not {width}x{height}")
+        if self.fps is not None and self.fps > limits.max_fps:
+            raise ValueError(f"fps is at most {limits.max_fps} (MAX_FPS)")
+        if self.frame_at is not None and self.format != "png":
+            raise ValueError("frameAt needs format png: it answers one frame, as a still")
+        return self
+
+    def size(self) -> tuple[int, int, int]:
+        """The frame's width and height, and the frame rate: as asked, else the quality's."""
+        width, height, fps = PRESETS[self.quality]
+        if self.resolution is not None:
+            width, height = self.resolution
+        return width, height, self.fps or fps
+
+    def output(self) -> Output:
+        """What render/ is asked to write."""
+        width, height = self.resolution or (None, None)
+        return Output(
+            format=self.format,
+            transparent=self.transparent,
+            width=width,
+            height=height,
+            fps=self.fps,
+            background=self.background_color,
+        )
 
     @field_validator("chunks")
     @classmethod
@@ -100,9 +157,34 @@ class RenderResponse(BaseModel):
     url: str
     scene_name: str = Field(alias="sceneName")
     quality: Quality
+    format: str = "mp4"  # png too for a scene without animation, stored as its last frame
+    width: int
+    height: int
+    fps: int
+    frames: int | None = None  # in the video; 1 for a still; None for a cache hit
     cached: bool
     chunks: int = 1
     timings: Timings
+
+    def body(self) -> dict[str, object]:
+        """The JSON body, with the API's field names."""
+        return self.model_dump(by_alias=True)
+
+
+class CheckResponse(BaseModel):
+    """A dry run's answer (`dryRun`): the script runs, and its scene is this long. Nothing was
+    drawn, encoded or stored but this answer, kept for an identical check."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message: str = "The script runs; nothing was rendered."
+    scene_name: str = Field(alias="sceneName")
+    quality: Quality
+    duration: float  # seconds
+    frames: int
+    animations: int  # its `play` and `wait` calls
+    cached: bool
+    check_seconds: float = Field(alias="checkSeconds")
 
     def body(self) -> dict[str, object]:
         """The JSON body, with the API's field names."""

@@ -26,6 +26,8 @@ class RequestLimits:
 
     max_code_bytes: int
     max_chunks: int
+    max_pixels: int = 3840 * 2160
+    max_fps: int = 60
 
 
 class Settings(BaseModel):
@@ -47,6 +49,8 @@ class Settings(BaseModel):
     local_store_dir: Path = Field(Path("/tmp/manim-worker/store"), alias="LOCAL_STORE_DIR")
     local_store_url: str | None = Field(None, alias="LOCAL_STORE_URL")
     max_chunks: int = Field(8, alias="MAX_CHUNKS", ge=1, le=64)
+    max_pixels: int = Field(3840 * 2160, alias="MAX_PIXELS", ge=64, le=7680 * 4320)
+    max_fps: int = Field(60, alias="MAX_FPS", ge=1, le=240)
     job_dispatch: Literal["auto", "lambda", "local"] = Field("auto", alias="JOB_DISPATCH")
     local_job_workers: int = Field(2, alias="LOCAL_JOB_WORKERS", ge=1, le=16)
     lambda_endpoint_url: str | None = Field(None, alias="LAMBDA_ENDPOINT_URL")
@@ -97,7 +101,9 @@ class Settings(BaseModel):
 
     @property
     def request_limits(self) -> RequestLimits:
-        return RequestLimits(max_code_bytes=self.max_code_bytes, max_chunks=self.max_chunks)
+        return RequestLimits(
+            max_code_bytes=self.max_code_bytes, max_chunks=self.max_chunks, max_pixels=self.max_pixels, max_fps=self.max_fps
+        )
 
     def sdk_environment(self) -> dict[str, str]:
         """On Lambda, the variables that keep the AWS SDK (botocore) from reading any file a

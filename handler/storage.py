@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Protocol
 
 import boto3
@@ -23,8 +23,21 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from handler.settings import Settings
 
-VIDEO_CONTENT_TYPE = "video/mp4"
+# What a stored render may be, by its key's extension (a video in one of the formats, or a
+# still), and the Content-Type it is stored and served with.
+CONTENT_TYPES = {
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".gif": "image/gif",
+    ".mov": "video/quicktime",
+    ".png": "image/png",
+}
 LOCAL_BUCKET_NAME = "local"
+
+
+def content_type(key: str) -> str:
+    """The Content-Type of a stored render, from its key's extension."""
+    return CONTENT_TYPES[PurePosixPath(key).suffix]
 
 
 class StorageError(Exception):
@@ -91,7 +104,7 @@ class S3Storage:
     def put_video(self, path: Path, key: str) -> None:
         try:
             self._client.upload_file(
-                str(path), self.bucket, key, ExtraArgs={"ContentType": VIDEO_CONTENT_TYPE}, Config=self._transfer
+                str(path), self.bucket, key, ExtraArgs={"ContentType": content_type(key)}, Config=self._transfer
             )
         except (Boto3Error, BotoCoreError, ClientError) as error:
             raise StorageError(f"Could not upload the video to bucket {self.bucket!r}: {error}") from error

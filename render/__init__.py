@@ -8,11 +8,19 @@ renders, and handler/ imports nothing from render/ but what is named here.
 from importlib.metadata import version
 
 from render.client import QUALITY_FLAGS, WorkerClient
-from render.engine import Range, Rendered, RenderSpec, RunRange, render
-from render.errors import RendererFailed, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render.engine import Checked, Range, Rendered, RenderSpec, RunRange, check, render
+from render.errors import (
+    FramePastEnd,
+    RendererFailed,
+    RenderError,
+    RenderTimeout,
+    ResourceLimitExceeded,
+    ScriptError,
+    ToolMissing,
+)
 from render.leftovers import Leftovers
 from render.limits import Deadline, RenderLimits
-from render.messages import Progress
+from render.messages import Output, Progress
 from render.scenes import choose_scene, find_scenes
 
 # Part of the result cache's key: change it when a change of the worker changes videos.
@@ -24,8 +32,11 @@ __all__ = [
     "MANIM_VERSION",
     "QUALITY_FLAGS",
     "WORKER_VERSION",
+    "Checked",
     "Deadline",
+    "FramePastEnd",
     "Leftovers",
+    "Output",
     "Progress",
     "Range",
     "RenderError",
@@ -39,6 +50,7 @@ __all__ = [
     "ScriptError",
     "ToolMissing",
     "WorkerClient",
+    "check",
     "choose_scene",
     "find_scenes",
     "render",

@@ -186,6 +186,79 @@ def limit_to_range(scene: Any, start: int, end: int) -> None:
     renderer.play = ranged_play
 
 
+class _FrameDrawn(Exception):
+    """Raised out of a play once the frame asked for is drawn, with its pixels."""
+
+    def __init__(self, pixels: Any) -> None:
+        self.pixels = pixels
+
+
+def limit_to_frame(scene: Any, frame: int) -> None:
+    """Make `scene.render()` draw only frame `frame` (counted from 0 over the whole scene) and
+    end there, with Manim saving it as the still the configuration asks for.
+
+    The plays before it are reached without drawing (render.reach). In the play it is in, the
+    scene is brought to that frame's time (jumped there where exact, else stepped), and the
+    frame is drawn as a whole render draws it: the play's static mobjects as its background,
+    its moving ones on top. Nothing after it runs."""
+    from manim.utils.exceptions import EndSceneEarlyException
+
+    renderer = scene.renderer
+    original_play, original_progression = renderer.play, scene.get_time_progression
+    dt = 1 / renderer.camera.frame_rate
+    reached = 0  # frames of the plays before the current one
+    scene.add_sound = lambda *args, **kwargs: None
+
+    def draw() -> None:
+        for name in ("update_frame", "get_frame", "save_static_frame_data"):
+            vars(renderer).pop(name, None)  # the renderer's own drawing, for this frame
+        renderer.save_static_frame_data(scene, scene.static_mobjects)
+        renderer.update_frame(scene, scene.moving_mobjects)
+        raise _FrameDrawn(renderer.get_frame())
+
+    def to_the_frame(run_time: float, *args: Any, **kwargs: Any) -> Any:
+        nonlocal reached
+        progression = original_progression(run_time, *args, **kwargs)
+        times = list(progression.iterable)
+        if reached + len(times) <= frame:
+            reached += len(times)
+            return progression
+        index = frame - reached
+        first = 0 if must_step(scene) else index  # jump: the scene updated at the frame's time only
+        for _ in times[:first]:
+            renderer.add_frame(None)
+        progression.iterable = times[first : index + 1]
+        renderer.render = lambda _scene, t, _moving: draw() if t == times[index] else renderer.add_frame(None)
+        return progression
+
+    def frozen(duration: float) -> None:
+        nonlocal reached
+        frames = int(duration / dt)
+        if reached + frames > frame:
+            draw()
+        reached += frames
+        renderer.add_frame(None, num_frames=frames)
+
+    def frame_play(*args: Any, **kwargs: Any) -> None:
+        try:
+            with without_drawing(renderer):
+                scene.get_time_progression = to_the_frame
+                renderer.freeze_current_frame = frozen
+                renderer.update_skipping_status = lambda: None  # a still skips every play: not this one
+                try:
+                    original_play(*args, **kwargs)
+                finally:
+                    del scene.get_time_progression, renderer.freeze_current_frame, renderer.update_skipping_status
+                    vars(renderer).pop("render", None)
+        except _FrameDrawn as drawn:
+            pixels = drawn.pixels
+            renderer.update_frame = lambda *args, **kwargs: None  # Manim saves the frame as it is
+            renderer.get_frame = lambda: pixels
+            raise EndSceneEarlyException() from None
+
+    renderer.play = frame_play
+
+
 # A chunk shorter than this is not worth its start-up and join; `auto` never makes one.
 MIN_CHUNK_SECONDS = 5.0
 

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from render.chunks import Plan
@@ -26,12 +27,15 @@ from render.leftovers import Leftovers, LeftoversRemain
 from render.limits import Deadline, RenderLimits
 from render.messages import (
     FROM_WORKER,
+    PRESET_OUTPUT,
     Channel,
     Ended,
+    FramePart,
     JoinPart,
     LimitHit,
     MessageError,
     Outcome,
+    Output,
     Part,
     PlanMade,
     PlanPart,
@@ -59,6 +63,9 @@ from render.sandbox import (
 )
 
 # Frames per second of each quality flag (Manim's own values).
+# What a render may hand back: a video in one of the formats, or a still.
+OUTPUT_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".png")
+
 FRAME_RATES: dict[str, int] = {"-ql": 15, "-qm": 30, "-qh": 60, "-qp": 60, "-qk": 60}
 
 # The seed's quality flags and the Manim quality each one names.
@@ -271,6 +278,7 @@ class WorkerClient:
         deadline: Deadline,
         parts: list[Part],
         on_progress: ProgressCallback | None = None,
+        output: Output = PRESET_OUTPUT,
     ) -> tuple[list[Outcome], float]:
         """Run `parts` as one task; their outcomes, and the time limit they were given (to a
         tenth of a second, as callers are told it)."""
@@ -278,15 +286,33 @@ class WorkerClient:
             raise ValueError(f"unknown quality flag {quality!r}")
         timeout = deadline.seconds_left()
         task = Task(
-            root=str(root), scene=scene, quality=QUALITY_FLAGS[quality], timeout_seconds=timeout, limits=limits, parts=parts
+            root=str(root),
+            scene=scene,
+            quality=QUALITY_FLAGS[quality],
+            timeout_seconds=timeout,
+            limits=limits,
+            parts=parts,
+            output=output,
         )
         return self._run(root, task, on_progress).outcomes, round(timeout, 1)
 
-    def plan(self, code: str, *, scene: str, quality: str, limits: RenderLimits, deadline: Deadline, scratch: Path) -> Plan:
+    def plan(
+        self,
+        code: str,
+        *,
+        scene: str,
+        quality: str,
+        limits: RenderLimits,
+        deadline: Deadline,
+        scratch: Path,
+        output: Output = PRESET_OUTPUT,
+        thorough: bool = False,
+    ) -> Plan:
         """The scene's plan (each animation's frames and costs), found without drawing or
         encoding, and its soundtrack, if it adds sound, copied into the caller's folder `scratch`."""
         with self._task_folder(code) as root:
-            (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [PlanPart()])
+            parts: list[Part] = [PlanPart(thorough=thorough)]
+            (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, parts, output=output)
             if not isinstance(outcome, PlanMade):
                 _video(outcome, root / "work", limits, timeout)  # raises the error the outcome describes
                 raise RendererFailed("The plan pass returned no plan.")
@@ -311,9 +337,13 @@ class WorkerClient:
         ranges: list[tuple[int, int]] | None = None,
         soundtrack: Path | None = None,
         on_progress: ProgressCallback | None = None,
-    ) -> Iterator[Path]:
-        """Render `code`'s scene and yield the video; the task folder is removed when the block ends.
+        output: Output = PRESET_OUTPUT,
+        frame: int | None = None,
+    ) -> Iterator[Made]:
+        """Render `code`'s scene as `output` asks and yield the video (or still); the task folder
+        is removed when the block ends.
 
+        With `frame`, only that frame renders, as a still (`output` must ask for PNG).
         With `ranges` (from `render.chunks.split`), each range of animations renders in its own
         part, all in parallel, and the pieces are joined by stream copy, with the plan's
         `soundtrack` as their sound. `on_progress` is told, while the scene renders, how many
@@ -324,10 +354,13 @@ class WorkerClient:
         """
         with self._task_folder(code) as root:
             parts: list[Part] = [RangePart(start=start, end=end) for start, end in ranges] if ranges else [WholePart()]
-            outcomes, timeout = self._parts(root, scene, quality, limits, deadline, parts, on_progress)
+            if frame is not None:
+                parts = [FramePart(frame=frame)]
+            outcomes, timeout = self._parts(root, scene, quality, limits, deadline, parts, on_progress, output)
             videos = [_video(outcome, root / "work", limits, timeout) for outcome in outcomes]
             if len(videos) > 1:
-                videos = [self._join_in(root, videos, soundtrack, scene, quality, limits, deadline)]
+                joined = self._join_in(root, [video.path for video in videos], soundtrack, scene, quality, limits, deadline)
+                videos = [Made(joined.path, sum(video.frames or 0 for video in videos))]
             yield videos[0]
 
     @contextmanager
@@ -340,7 +373,7 @@ class WorkerClient:
         limits: RenderLimits,
         deadline: Deadline,
         soundtrack: Path | None = None,
-    ) -> Iterator[Path]:
+    ) -> Iterator[Made]:
         """Join video pieces (from chunks rendered elsewhere) into one, with the plan's
         soundtrack, in a task of its own; the joined video is valid until the block ends."""
         with self._task_folder(None) as root:
@@ -355,7 +388,7 @@ class WorkerClient:
         quality: str,
         limits: RenderLimits,
         deadline: Deadline,
-    ) -> Path:
+    ) -> Made:
         """Join pieces into a video in task folder `root`, in a contained part: the pieces were
         written by a script, so only a process without credentials parses them."""
         if soundtrack is not None:  # the join reads it from its own folder, as any task's input
@@ -378,11 +411,22 @@ def _task_file(reported: str, workspace: Path, what: str, error_type: str) -> Pa
     raise ScriptError(f"The render finished without writing {what}.", error_type=error_type)
 
 
-def _video(outcome: Outcome, workspace: Path, limits: RenderLimits, timeout: float) -> Path:
+@dataclass(frozen=True)
+class Made:
+    """A part's video (or still), and how many frames it has, as the part counted them (None
+    for a join, which does not count)."""
+
+    path: Path
+    frames: int | None = None
+
+
+def _video(outcome: Outcome, workspace: Path, limits: RenderLimits, timeout: float) -> Made:
     """The video the worker reports, or the error its outcome describes."""
     match outcome:
-        case VideoMade(path=path):
-            return _task_file(path, workspace, "a video", "NoVideo")
+        case VideoMade(path=path, frames=frames) if Path(path).suffix in OUTPUT_SUFFIXES:
+            return Made(_task_file(path, workspace, "a video", "NoVideo"), frames)
+        case VideoMade():
+            raise ScriptError("The render finished without writing a video.", error_type="NoVideo")
         case ScriptFailed():
             raise ScriptError(outcome.message, error_type=outcome.type, line=outcome.line, traceback=outcome.traceback)
         case TimedOut():

@@ -8,6 +8,7 @@ are joined here, in the worker.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import threading
 import time
@@ -18,10 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from render.chunks import Plan, choose_chunks, split
-from render.client import FRAME_RATES, ProgressCallback, WorkerClient
-from render.errors import RendererFailed
+from render.client import FRAME_RATES, Made, ProgressCallback, WorkerClient
+from render.errors import FramePastEnd, RendererFailed
 from render.limits import Deadline, RenderLimits
-from render.messages import Progress
+from render.messages import PRESET_OUTPUT, Output, Progress
 from render.scenes import choose_scene
 
 
@@ -36,6 +37,8 @@ class RenderSpec:
     scene: str | None = None  # the scene asked for; None for the script's only one
     # Only animations `start` to `end - 1`: a chunk rendered for another invocation.
     animations: tuple[int, int] | None = None
+    output: Output = PRESET_OUTPUT  # format, size, frame rate, background
+    frame_at: float | None = None  # only the frame a whole render shows at this time, as a still
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,18 @@ class Rendered:
     plan_seconds: float = 0.0
     chunks: int = 1
     join_seconds: float = 0.0  # joining pieces rendered elsewhere
+    frames: int | None = None  # in the video (1 for a still)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What checking a script found: it runs, and its scene's length."""
+
+    scene: str
+    seconds: float
+    frames: int
+    animations: int
+    check_seconds: float
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,9 @@ class Range:
     on_progress: ProgressCallback  # told how far the range has got
     stopped: threading.Event  # set when the render no longer needs the piece (another range failed)
 
+
+# The formats whose chunks are joined by stream copy (None: MP4, or a still).
+JOINABLE_FORMATS = (None, "mp4")
 
 # Renders a range elsewhere and writes its piece; raises if it cannot.
 RunRange = Callable[[Range], None]
@@ -79,7 +97,8 @@ def render(
     """Render `spec`'s scene and yield the video; its files go when the block ends.
 
     `chunks` (a number or "auto", at most `max_chunks`) asks for a chunked render: a plan
-    pass counts each animation's frames, and a scene too short to benefit renders whole.
+    pass counts each animation's frames, and a scene too short to benefit renders whole, as
+    does one in a format whose pieces cannot be joined without re-encoding (only MP4's are).
     Raises ScriptError for a script that cannot render, RenderTimeout past the deadline,
     ResourceLimitExceeded past another limit, RendererFailed for a fault of ours, and
     whatever `run_range` raises.
@@ -87,17 +106,27 @@ def render(
     scene = choose_scene(spec.code, spec.scene)
     spec = replace(spec, scene=scene)
     started = time.monotonic()
-    if chunks == 1 or spec.animations is not None:
+    if spec.frame_at is not None:
+        with _frame(worker, spec, spec.frame_at) as made:
+            yield Rendered(made.path, scene, time.monotonic() - started, frames=1)
+        return
+    if chunks == 1 or spec.animations is not None or spec.output.format not in JOINABLE_FORMATS:
         ranges = [spec.animations] if spec.animations is not None else None
-        with _in_worker(worker, spec, ranges, None, on_progress) as path:
-            yield Rendered(path, scene, time.monotonic() - started)
+        with _in_worker(worker, spec, ranges, None, on_progress) as made:
+            yield Rendered(made.path, scene, time.monotonic() - started, frames=made.frames)
         return
     with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
         plan = worker.plan(
-            spec.code, scene=scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, scratch=Path(scratch)
+            spec.code,
+            scene=scene,
+            quality=spec.quality,
+            limits=spec.limits,
+            deadline=spec.deadline,
+            scratch=Path(scratch),
+            output=spec.output,
         )
         plan_seconds = time.monotonic() - started
-        count = choose_chunks(plan.frames, chunks, max_chunks, FRAME_RATES[spec.quality])
+        count = choose_chunks(plan.frames, chunks, max_chunks, spec.output.fps or FRAME_RATES[spec.quality])
         rendering = time.monotonic()
         if count == 1:
             video = _in_worker(worker, spec, None, None, on_progress)
@@ -106,9 +135,65 @@ def render(
         else:
             video = _elsewhere(worker, spec, plan, split(plan, count), run_range, on_progress, Path(scratch))
         joining = time.monotonic()
-        with video as path:
+        with video as made:
             join_seconds = time.monotonic() - joining if run_range is not None and count > 1 else 0.0
-            yield Rendered(path, scene, time.monotonic() - rendering, plan_seconds, count, join_seconds)
+            frames = made.frames if count == 1 else sum(plan.frames)
+            yield Rendered(made.path, scene, time.monotonic() - rendering, plan_seconds, count, join_seconds, frames)
+
+
+def check(worker: WorkerClient, spec: RenderSpec) -> Checked:
+    """Run `spec`'s scene as Manim's own skipping does (every line and animation executed,
+    nothing drawn or encoded) and say how long it is: a script's check before its render.
+
+    Raises what `render` would for a script that cannot run (ScriptError, RenderTimeout,
+    ResourceLimitExceeded) and RendererFailed for a fault of ours."""
+    scene = choose_scene(spec.code, spec.scene)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="check-", dir=worker.scratch) as scratch:
+        plan = worker.plan(
+            spec.code,
+            scene=scene,
+            quality=spec.quality,
+            limits=spec.limits,
+            deadline=spec.deadline,
+            scratch=Path(scratch),
+            output=spec.output,
+            thorough=True,
+        )
+    frames = sum(plan.frames)
+    rate = spec.output.fps or FRAME_RATES[spec.quality]
+    return Checked(scene, frames / rate, frames, len(plan.animations), time.monotonic() - started)
+
+
+@contextmanager
+def _frame(worker: WorkerClient, spec: RenderSpec, at: float) -> Iterator[Made]:
+    """The frame a whole render shows at `at` seconds: the plan says which it is (or that the
+    scene ends before), and the worker reaches and draws only that one."""
+    assert spec.scene is not None
+    with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
+        plan = worker.plan(
+            spec.code,
+            scene=spec.scene,
+            quality=spec.quality,
+            limits=spec.limits,
+            deadline=spec.deadline,
+            scratch=Path(scratch),
+            output=spec.output,
+        )
+    rate = spec.output.fps or FRAME_RATES[spec.quality]
+    frame = math.floor(at * rate + 1e-9)
+    if frame >= sum(plan.frames):
+        raise FramePastEnd(at, round(sum(plan.frames) / rate, 3))
+    with worker.render(
+        spec.code,
+        scene=spec.scene,
+        quality=spec.quality,
+        limits=spec.limits,
+        deadline=spec.deadline,
+        output=spec.output,
+        frame=frame,
+    ) as made:
+        yield made
 
 
 def _in_worker(
@@ -117,7 +202,7 @@ def _in_worker(
     ranges: list[tuple[int, int]] | None,
     plan: Plan | None,
     on_progress: ProgressCallback | None,
-) -> AbstractContextManager[Path]:
+) -> AbstractContextManager[Made]:
     """The scene rendered whole, or its ranges side by side and joined, all in the worker."""
     assert spec.scene is not None
     return worker.render(
@@ -129,6 +214,7 @@ def _in_worker(
         ranges=ranges,
         soundtrack=plan.soundtrack if plan is not None else None,
         on_progress=on_progress,
+        output=spec.output,
     )
 
 
@@ -140,7 +226,7 @@ def _elsewhere(
     run_range: RunRange,
     on_progress: ProgressCallback | None,
     scratch: Path,
-) -> AbstractContextManager[Path]:
+) -> AbstractContextManager[Made]:
     """Each range rendered by `run_range`, all at once; then the pieces' join in the worker
     (which runs when the block is entered)."""
     assert spec.scene is not None

@@ -56,6 +56,17 @@ class ScriptError(RenderError):
         return {key: value for key, value in found.items() if value is not None}
 
 
+class FramePastEnd(RenderError):
+    """The frame asked for (`frameAt`) is past the scene's end."""
+
+    def __init__(self, at: float, duration: float) -> None:
+        super().__init__(f"frameAt {at:g} s is past the end of the scene, which lasts {duration:g} s.")
+        self.duration = duration
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "FramePastEnd", "duration": self.duration}
+
+
 class RenderTimeout(RenderError):
     """The render ran past its time limit and was stopped, with everything it started."""
 

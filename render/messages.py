@@ -51,6 +51,27 @@ class Message(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+# What a render writes.
+
+OutputFormat = Literal["mp4", "webm", "gif", "mov", "png"]
+
+
+class Output(Message):
+    """What a render writes, beyond its quality's preset: Manim's own output options, each
+    None (or false) for the preset's. Whoever builds one has checked the combination."""
+
+    format: OutputFormat | None = None  # None: MP4, or the last frame as a PNG for a scene without animation
+    transparent: bool = False  # an alpha channel (webm, mov or png)
+    width: Annotated[int, Field(ge=2, le=16384)] | None = None
+    height: Annotated[int, Field(ge=2, le=16384)] | None = None
+    fps: Annotated[float, Field(gt=0, le=240)] | None = None
+    background: Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")] | None = None
+
+
+# The quality's preset output: an MP4 (or a still), as the CLI writes by default.
+PRESET_OUTPUT = Output()
+
+
 # What a task asks of each of its parts.
 
 
@@ -61,9 +82,19 @@ class WholePart(Message):
 
 
 class PlanPart(Message):
-    """Count each animation's frames without drawing, and mix the scene's sound."""
+    """Count each animation's frames without drawing, and mix the scene's sound. `thorough`
+    plays every animation as Manim's own skipping does (a script check), not only what the
+    counts need."""
 
     mode: Literal["plan"] = "plan"
+    thorough: bool = False
+
+
+class FramePart(Message):
+    """Render frame `frame` only, as a still, reaching it exactly."""
+
+    mode: Literal["frame"] = "frame"
+    frame: Count
 
 
 class RangePart(Message):
@@ -83,7 +114,7 @@ class JoinPart(Message):
     output: FilePath
 
 
-Part = Annotated[WholePart | PlanPart | RangePart | JoinPart, Field(discriminator="mode")]
+Part = Annotated[WholePart | PlanPart | RangePart | FramePart | JoinPart, Field(discriminator="mode")]
 
 
 class Task(Message):
@@ -97,6 +128,7 @@ class Task(Message):
     timeout_seconds: float
     limits: RenderLimits
     parts: list[Part]
+    output: Output = PRESET_OUTPUT
 
 
 # What the worker says to its client.
@@ -131,10 +163,12 @@ class Progress(Message):
 
 
 class VideoMade(Message):
-    """The part wrote its video (or the joined video) at `path`."""
+    """The part wrote its video (or the joined video, or a still) at `path`, of `frames`
+    frames (None: not counted, as for a join)."""
 
     kind: Literal["video"] = "video"
     path: FilePath
+    frames: Count | None = None
 
 
 class PlannedAnimation(Message):

@@ -27,9 +27,11 @@ from render.latex import TEX_ANSWER_LIMIT, install_tex_client
 from render.messages import (
     MAX_TEXT,
     Channel,
+    FramePart,
     JoinPart,
     LimitHit,
     LimitName,
+    Output,
     Part,
     PartReport,
     PlanMade,
@@ -39,6 +41,7 @@ from render.messages import (
     ScriptFailed,
     Task,
     VideoMade,
+    WholePart,
 )
 from render.sandbox import apply_limits, clean_environment, die_with_parent, forbid_new_privileges
 
@@ -85,12 +88,24 @@ def describe_exception(error: BaseException, script: str) -> ScriptFailed:
     )
 
 
-def _apply_part_config(config: Any, media_dir: str, siblings: int) -> None:
-    """Settings the part needs whatever the script sets: output inside its folder, no extras."""
+def _apply_part_config(config: Any, media_dir: str, siblings: int, whole: bool, output: Output) -> None:
+    """Settings the part needs whatever the script sets: output inside its folder, in the
+    format, size, frame rate and background asked for, no extras.
+
+    Without a format, a whole render (or its plan) asks for MP4 as the CLI does by default
+    ("auto"): a scene without animation then writes its last frame as a PNG. A chunk's range
+    is MP4 then. A PNG format is the last frame, as the CLI's `-s`."""
     config.media_dir = media_dir
     config.disable_caching = True  # a part renders once; Manim's partial-movie cache only costs
     config.save_last_frame = False
-    config.format = "mp4"
+    config.format = output.format or ("auto" if whole else "mp4")
+    config.transparent = output.transparent
+    if output.width is not None and output.height is not None:
+        config.pixel_width, config.pixel_height = output.width, output.height
+    if output.fps is not None:
+        config.frame_rate = output.fps
+    if output.background is not None:
+        config.background_color = output.background
     config.preview = False
     config.progress_bar = "none"
     config.notify_outdated_version = False
@@ -105,7 +120,7 @@ RANDOM_SEED = 0
 
 
 def render_scene(
-    script: str, scene_name: str, quality: str, part: Part, index: int, parts: int, reporter: _ProgressReporter
+    script: str, task: Task, part: Part, index: int, reporter: _ProgressReporter
 ) -> PartReport:
     """Execute the script as module `scene` and render the chosen scene, or the part of it
     that `part` names: all of it, a plan (frame counts and soundtrack), or a range of
@@ -113,15 +128,18 @@ def render_scene(
     import numpy
     from manim import config, tempconfig
 
-    from render.chunks import limit_to_range, plan_scene
+    from render.chunks import limit_to_frame, limit_to_range, plan_scene
 
     code = Path(script).read_text(encoding="utf-8")
     # Parts of one task render side by side: each keeps its own media folder.
     media_dir = str(Path(script).parent / (f"media-{index}" if isinstance(part, RangePart) else "media"))
-    with tempconfig({"quality": quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
+    scene_name, parts, output = task.scene, len(task.parts), task.output
+    with tempconfig({"quality": task.quality, "verbosity": "WARNING", "seed": RANDOM_SEED}):
+
+        whole = isinstance(part, WholePart | PlanPart)
 
         def new_scene() -> Any:
-            _apply_part_config(config, media_dir, parts)
+            _apply_part_config(config, media_dir, parts, whole, output)
             config.input_file = script
             random.seed(RANDOM_SEED)
             numpy.random.seed(RANDOM_SEED)
@@ -129,25 +147,40 @@ def render_scene(
             module.__file__ = script
             sys.modules["scene"] = module
             exec(compile(code, script, "exec"), module.__dict__)
-            _apply_part_config(config, media_dir, parts)  # the script may have moved it
+            _apply_part_config(config, media_dir, parts, whole, output)  # the script may have moved it
             return module.__dict__[scene_name]()
 
         if isinstance(part, PlanPart):
             Path(media_dir).mkdir(parents=True, exist_ok=True)
             soundtrack = Path(media_dir) / "soundtrack.aac"
             try:
-                plan = plan_scene(new_scene(), soundtrack)
-            except Exception:  # noqa: BLE001 - perhaps only the quick plan's state; a script's own error recurs
+                plan = plan_scene(new_scene(), soundtrack, quick=not part.thorough)
+            except Exception:
+                if part.thorough:
+                    raise
                 plan = plan_scene(new_scene(), soundtrack, quick=False)
             return PlanMade(animations=plan.animations, pixels=plan.pixels, soundtrack=plan.soundtrack and str(plan.soundtrack))
         scene = new_scene()
         if isinstance(part, RangePart):
             config.output_file = f"part-{part.start:05d}"
             limit_to_range(scene, part.start, part.end)
+        if isinstance(part, FramePart):
+            limit_to_frame(scene, part.frame)
         reporter.scene = scene
         reporter.start()
         scene.render()
-        return VideoMade(path=str(scene.renderer.file_writer.movie_file_path))
+        writer = scene.renderer.file_writer
+        path = Path(getattr(writer, "final_file_path", None) or writer.movie_file_path)
+        return VideoMade(path=str(path), frames=_frames_made(scene.renderer, path, config.frame_rate))
+
+
+def _frames_made(renderer: Any, path: Path, frame_rate: float) -> int:
+    """The frames a part wrote: one for a still; otherwise as many as the clock advanced by
+    while drawing (a chunk's from where its range began)."""
+    if path.suffix == ".png":
+        return 1
+    drawn_from = getattr(renderer, "drawn_from", None)
+    return round((renderer.time - (drawn_from[0] if drawn_from else 0.0)) * frame_rate)
 
 
 # Exceptions that mean the script hit one of its rlimits rather than a bug of its own.
@@ -211,7 +244,7 @@ def run(task: Task, part: Part, index: int, channel: Channel) -> PartReport:
     try:
         if isinstance(part, JoinPart):
             return join_pieces(Path(task.root) / "work", part)
-        return render_scene(script, task.scene, task.quality, part, index, len(task.parts), _ProgressReporter(channel))
+        return render_scene(script, task, part, index, _ProgressReporter(channel))
     except BaseException as error:  # noqa: BLE001 - SystemExit from a script is its error too
         limit = limit_hit(error)
         if limit is not None:

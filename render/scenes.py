@@ -105,6 +105,7 @@ def choose_scene(code: str, scene_name: str | None = None) -> str:
     if len(scenes) == 1:
         return scenes[0]
     if not scenes:
+        _raise_undefined_scene_base(code)
         raise ScriptError(
             "The script defines no scene: no class derives from Scene or another Manim scene class.",
             error_type="NoSceneFound",
@@ -115,6 +116,32 @@ def choose_scene(code: str, scene_name: str | None = None) -> str:
         error_type="SeveralScenesFound",
         scenes=scenes[:MAX_LISTED_SCENES],
     )
+
+
+def _raise_undefined_scene_base(code: str) -> None:
+    """Raise the NameError running the script would raise, if a top-level class derives from a
+    scene class the script never defines: a name ending in `Scene` that is neither Manim's
+    (MANIM_SCENE_CLASSES is all of them) nor bound anywhere in the script, such as
+    `GraphScene`, which Manim removed. That tells whoever fixes the script more than "no scene"."""
+    tree = parse_script(code)
+    bound = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((alias.asname or alias.name).partition(".")[0] for alias in node.names)
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        for base in node.bases:
+            name = base.id if isinstance(base, ast.Name) else None
+            if name and name.endswith("Scene") and name not in MANIM_SCENE_CLASSES and name not in bound:
+                raise ScriptError(
+                    f"NameError: name {_echoed(name)} is not defined (line {node.lineno}); it is not one of "
+                    f"Manim's scene classes ({', '.join(sorted(MANIM_SCENE_CLASSES))}).",
+                    error_type="NameError",
+                    line=node.lineno,
+                )
 
 
 def _echoed(name: str) -> str:

@@ -13,6 +13,7 @@ from tests.support.lambda_function import assert_stored_video, dockerfile_handle
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.processes import free_ports
 from tests.support.seaweedfs import S3Server
+from tests.support.video import probe
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,23 @@ def test_direct_invoke_returns_the_body(function, s3_server, bucket, tmp_path):
     body = function.invoke(event("direct-render-two-scenes.json"))
     assert body["sceneName"] == "Second" and body["s3Key"].endswith("/Second.mp4"), body
     assert_stored_video(s3_server, bucket, body, tmp_path, seconds=1.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "content_type", "size"),
+    [
+        ("direct-render-still.json", "Diagram.png", "image/png", (854, 480)),
+        ("direct-render-vertical.json", "Vertical.mp4", "video/mp4", (480, 854)),
+    ],
+)
+def test_a_still_and_a_vertical_video_through_the_runtime(function, s3_server, bucket, tmp_path, name, key, content_type, size):
+    body = function.invoke(event(name))
+    assert body["s3Key"].endswith(f"/{key}"), body
+    assert (body["width"], body["height"]) == size
+    stored = s3_server.client().get_object(Bucket=bucket, Key=body["s3Key"])
+    assert stored["ContentType"] == content_type
+    (tmp_path / key).write_bytes(stored["Body"].read())
+    assert (probe(tmp_path / key).width, probe(tmp_path / key).height) == size
 
 
 @pytest.mark.parametrize(

@@ -114,3 +114,26 @@ class Slow(Scene):
         Path("{pid_file}").write_text(str(child.pid))
         time.sleep(300)
 """
+
+# A diagram: no animation at all, like the Manim gallery's BraceAnnotation.
+DIAGRAM = """\
+from manim import *
+
+
+class Diagram(Scene):
+    def construct(self):
+        dot, other = Dot([-2, -1, 0]), Dot([2, 1, 0])
+        line = Line(dot.get_center(), other.get_center()).set_color(ORANGE)
+        brace = Brace(line, direction=line.copy().rotate(PI / 2).get_unit_vector())
+        self.add(line, dot, other, brace)
+"""
+
+# One second of a circle drawn on an empty background: its frames show the format's pixels.
+ONE_SECOND = """\
+from manim import *
+
+
+class Ring(Scene):
+    def construct(self):
+        self.play(Create(Circle(color=BLUE)), run_time=1)
+"""

@@ -48,3 +48,35 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """The peak signal-to-noise ratio between two RGB frames, in dB (infinite when they are equal)."""
     error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if error == 0 else 10 * np.log10(255.0**2 / error)
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a player sees of a video's (or a still's) first stream."""
+
+    codec: str
+    pixel_format: str
+    width: int
+    height: int
+    frames: int
+    rate: float
+    metadata: dict[str, str]
+    corner: np.ndarray  # the first frame's top-left pixel, RGBA
+
+
+def probe(path: Path) -> Probe:
+    """Decode every frame of any format (MP4, WebM, MOV, GIF, PNG) and describe it."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgba") for frame in container.decode(stream)]
+        context = stream.codec_context
+        return Probe(
+            context.name,
+            context.pix_fmt or "",
+            context.width,
+            context.height,
+            len(frames),
+            float(stream.average_rate or 0),
+            dict(stream.metadata),
+            frames[0][0, 0],
+        )

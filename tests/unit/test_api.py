@@ -4,6 +4,7 @@ import base64
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -11,7 +12,7 @@ from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
-from tests.support.video import decode, decode_sound
+from tests.support.video import decode, decode_sound, probe
 
 EVENTS = Path(__file__).parents[2] / "events"
 
@@ -219,3 +220,145 @@ def test_a_chunked_scene_keeps_its_sound_as_a_whole_render_places_it(local_store
     assert np.abs(whole_sound).max() > 0.1  # the beeps are audible
     np.testing.assert_array_equal(chunked_sound, whole_sound)  # same beeps, same times, same mix
     assert len(decode(local_store / chunked["s3Key"]).frames) == whole_frames
+
+
+def test_a_scene_without_animation_is_stored_as_its_last_frame(local_store):
+    from PIL import Image
+
+    status, body = post_render({"codeContent": scripts.DIAGRAM, "quality": "-ql"})
+    assert status == 200, body
+    assert body["s3Key"].endswith("/Diagram.png") and body["format"] == "png"
+    with Image.open(local_store / body["s3Key"]) as image:
+        assert image.size == (854, 480)
+        pixels = np.asarray(image.convert("RGB"))
+    orange = (pixels[..., 0] > 200) & (pixels[..., 1] > 100) & (pixels[..., 2] < 100)
+    assert orange.sum() > 100  # the line is drawn
+    again = post_render({"codeContent": scripts.DIAGRAM, "quality": "-ql"})[1]
+    assert again["cached"] and again["s3Key"] == body["s3Key"]
+    chunked = post_render({"codeContent": scripts.DIAGRAM, "quality": "-ql", "chunks": 2, "cache": False})[1]
+    assert (chunked["format"], chunked["chunks"]) == ("png", 1)
+
+
+@pytest.mark.parametrize(
+    ("options", "codec", "pixel_format", "alpha"),
+    [
+        ({"format": "mp4"}, "h264", "yuv420p", False),
+        ({"format": "webm"}, "vp9", "yuv420p", False),
+        ({"format": "webm", "transparent": True}, "vp9", "yuv420p", True),  # VP9 carries alpha beside
+        ({"format": "mov"}, "h264", "yuv420p", False),
+        ({"format": "mov", "transparent": True}, "qtrle", "argb", True),
+        ({"format": "gif"}, "gif", "bgra", False),
+    ],
+)
+def test_each_video_format_is_what_a_player_expects(local_store, options, codec, pixel_format, alpha):
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, "quality": "-ql", **options})
+    assert status == 200, body
+    assert body["s3Key"].endswith(f"/Ring.{options['format']}")
+    assert (body["format"], body["width"], body["height"], body["fps"], body["frames"]) == (options["format"], 854, 480, 15, 15)
+    video = probe(local_store / body["s3Key"])
+    assert (video.codec, video.pixel_format, video.width, video.height, video.frames) == (codec, pixel_format, 854, 480, 15)
+    if codec == "vp9":
+        assert (video.metadata.get("alpha_mode") == "1") is alpha
+    elif alpha:
+        assert video.corner[3] == 0  # the background is see-through
+    if codec != "gif":  # GIF keeps frame delays in hundredths of a second
+        assert video.rate == 15
+
+
+def test_a_vertical_video_at_its_own_frame_rate_and_background(local_store):
+    options = {"resolution": [480, 854], "fps": 10, "backgroundColor": "#FF0000"}
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, "quality": "-ql", **options})
+    assert status == 200, body
+    assert (body["format"], body["width"], body["height"], body["fps"], body["frames"]) == ("mp4", 480, 854, 10, 10)
+    video = probe(local_store / body["s3Key"])
+    assert (video.width, video.height, video.frames, video.rate) == (480, 854, 10, 10)
+    assert video.corner[0] > 200 and video.corner[1] < 60 and video.corner[2] < 60
+
+
+def test_a_transparent_still_of_the_last_frame(local_store):
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, "quality": "-ql", "format": "png", "transparent": True})
+    assert status == 200, body
+    assert (body["s3Key"].rsplit(".", 1)[1], body["frames"]) == ("png", 1)
+    from PIL import Image
+
+    with Image.open(local_store / body["s3Key"]) as image:
+        assert (image.size, image.mode) == ((854, 480), "RGBA")
+        pixels = np.asarray(image)
+    assert pixels[0, 0, 3] == 0 and pixels[..., 3].max() == 255  # a clear background, an opaque circle
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"format": "mp4", "transparent": True}, "transparent needs format webm, mov or png"),
+        ({"format": "gif", "transparent": True}, "transparent needs format webm, mov or png"),
+        ({"transparent": True}, "transparent needs format webm, mov or png"),
+        ({"format": "avi"}, "'mp4', 'webm', 'gif', 'mov' or 'png'"),
+        ({"resolution": [3840, 2162]}, "over 8294400 pixels a frame (MAX_PIXELS)"),
+        ({"resolution": [481, 854]}, "needs an even width and height"),
+        ({"fps": 0}, "greater than or equal to 1"),
+        ({"fps": 61}, "at most 60 (MAX_FPS)"),
+        ({"backgroundColor": "red"}, "should match pattern"),
+    ],
+)
+def test_impossible_outputs_are_refused_naming_what_is_allowed(options, says):
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, **options})
+    assert status == 400, body
+    assert any(says in error["msg"] for error in body["errors"]), body["errors"]
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in EVENTS.glob("direct-render*.json")))
+def test_every_bundled_direct_invoke_renders_in_the_format_it_asks_for(local_store, name):
+    request = load_event(name)
+    body = lambda_handler(request, LocalContext())
+    assert "s3Key" in body, body
+    expected = request.get("format") or ("png" if "Diagram" in request["codeContent"] else "mp4")
+    assert body["format"] == expected and body["s3Key"].endswith(f".{expected}")
+    stored = probe(local_store / body["s3Key"])
+    assert (stored.width, stored.height) == (body["width"], body["height"])
+
+
+def test_a_dry_run_says_how_long_the_scene_is_and_stores_no_video(local_store):
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, "quality": "-ql", "dryRun": True})
+    assert status == 200, body
+    answer = (body["sceneName"], body["duration"], body["frames"], body["animations"], body["cached"])
+    assert answer == ("Ring", 1.0, 15, 1, False)
+    assert not [path for path in local_store.rglob("*") if path.suffix in (".mp4", ".png")]
+    again = post_render({"codeContent": scripts.ONE_SECOND, "quality": "-ql", "dryRun": True})[1]
+    assert again["cached"] and again["frames"] == 15
+
+
+def test_a_dry_run_fails_as_the_render_would(local_store):
+    broken = scripts.ONE_SECOND.replace("Create(Circle(color=BLUE))", "Transform(Circle(), 42)")
+    checked = post_render({"codeContent": broken, "quality": "-ql", "dryRun": True, "cache": False})
+    rendered = post_render({"codeContent": broken, "quality": "-ql", "cache": False})
+    assert checked[0] == rendered[0] == 422
+    assert checked[1]["errors"]["type"] == rendered[1]["errors"]["type"]
+    assert checked[1]["errors"]["line"] == rendered[1]["errors"]["line"] == 6
+
+
+@pytest.mark.parametrize("name", ["updaters-come-and-go", "random-colours", "moving-camera"])
+def test_a_frame_at_any_time_is_the_frame_a_whole_render_shows(local_store, name):
+    code, _ = SCENES[name]
+    # A whole render in a lossless format (QuickTime RLE with alpha), so frames compare exactly.
+    status, whole = post_render({"codeContent": code, "quality": "-ql", "format": "mov", "transparent": True})
+    assert status == 200, whole
+    with av.open(str(local_store / whole["s3Key"])) as container:
+        frames = [frame.to_ndarray(format="rgba") for frame in container.decode(video=0)]
+    from PIL import Image
+
+    for at in (0.0, 0.55, 1.23, (len(frames) - 1) / 15):
+        status, still = post_render({"codeContent": code, "quality": "-ql", "format": "png", "transparent": True, "frameAt": at})
+        assert status == 200 and still["frames"] == 1, still
+        with Image.open(local_store / still["s3Key"]) as image:
+            pixels = np.asarray(image.convert("RGBA"))
+        index = int(at * 15 + 1e-9)
+        assert np.abs(pixels.astype(int) - frames[index].astype(int)).max() <= 1, (name, at)
+    status, past = post_render({"codeContent": code, "quality": "-ql", "format": "png", "frameAt": len(frames) / 15})
+    assert status == 400 and past["errors"]["type"] == "FramePastEnd"
+    assert past["errors"]["duration"] == pytest.approx(len(frames) / 15, abs=1e-3)
+
+
+def test_frame_at_needs_a_still():
+    status, body = post_render({"codeContent": scripts.ONE_SECOND, "frameAt": 0.5})
+    assert status == 400 and "frameAt needs format png" in body["errors"][0]["msg"]

@@ -11,6 +11,7 @@ from handler.app import lambda_handler
 from handler.cache import acquire_lease, cache_key, lease_key, normalise, release_lease
 from handler.local import LocalContext
 from handler.storage import LocalStorage
+from render import Output
 from tests.support import scripts
 from tests.support.moto_s3 import BUCKET
 
@@ -47,19 +48,32 @@ def test_line_endings_and_trailing_whitespace_do_not_matter_but_comments_do():
     code = scripts.CIRCLE
     assert normalise(code.replace("\n", "\r\n")) == normalise(code)
     assert normalise(code.replace("\n", "   \n") + "\n\n") == normalise(code)
-    key = cache_key(code, "DrawCircle", "-ql")
-    assert cache_key(code.replace("\n", "\r\n") + "  \n", "DrawCircle", "-ql") == key
-    assert cache_key(code + "# a comment\n", "DrawCircle", "-ql") != key
-    assert cache_key(code.replace("    ", "\t"), "DrawCircle", "-ql") != key  # indentation is code
+    key = cache_key(code, "DrawCircle", "-ql", Output())
+    assert cache_key(code.replace("\n", "\r\n") + "  \n", "DrawCircle", "-ql", Output()) == key
+    assert cache_key(code + "# a comment\n", "DrawCircle", "-ql", Output()) != key
+    assert cache_key(code.replace("    ", "\t"), "DrawCircle", "-ql", Output()) != key  # indentation is code
+
+
+def test_every_output_option_is_part_of_the_key():
+    base = cache_key(scripts.CIRCLE, "DrawCircle", "-ql", Output())
+    options = [
+        Output(format="webm"),
+        Output(format="webm", transparent=True),
+        Output(width=480, height=854),
+        Output(fps=24),
+        Output(background="#112233"),
+    ]
+    keys = {cache_key(scripts.CIRCLE, "DrawCircle", "-ql", output) for output in options}
+    assert len(keys) == len(options) and base not in keys
 
 
 def test_manim_and_worker_versions_are_part_of_the_key(monkeypatch):
-    key = cache_key(scripts.CIRCLE, "DrawCircle", "-ql")
+    key = cache_key(scripts.CIRCLE, "DrawCircle", "-ql", Output())
     monkeypatch.setattr(handler.cache, "MANIM_VERSION", "0.0.1")
-    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql") != key
+    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql", Output()) != key
     monkeypatch.undo()
     monkeypatch.setattr(handler.cache, "WORKER_VERSION", "999")
-    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql") != key
+    assert cache_key(scripts.CIRCLE, "DrawCircle", "-ql", Output()) != key
 
 
 def test_failures_are_not_cached(local_store):

@@ -24,8 +24,9 @@ def low(scene: str) -> dict:
 @pytest.mark.parametrize("chunks", [2, 3, 4])
 def test_chunked_equals_whole_frame_for_frame(worker, tmp_path, name, chunks):
     code, scene = SCENES[name]
-    with worker.render(code, **low(scene)) as path:
-        whole = decode(path)
+    with worker.render(code, **low(scene)) as made:
+        whole = decode(made.path)
+    assert made.frames == len(whole.frames)
     plan = worker.plan(code, scratch=tmp_path, **low(scene))
     assert plan.soundtrack is None
     frames = plan.frames
@@ -198,8 +199,8 @@ def test_pieces_a_script_forged_are_parsed_only_in_a_contained_job(worker, tmp_p
         with worker.join([forged, forged], **low("Forger")):
             pass
     code, scene = SCENES["updater-dt"]
-    with worker.render(code, ranges=[(0, 2), (2, 5)], **low(scene)) as path:
-        assert len(decode(path).frames) > 0  # the worker goes on serving
+    with worker.render(code, ranges=[(0, 2), (2, 5)], **low(scene)) as made:
+        assert len(decode(made.path).frames) == made.frames > 0  # the worker goes on serving
 
 
 def test_ranges_rendered_elsewhere_are_joined_into_the_same_video(worker):

@@ -63,3 +63,16 @@ def test_syntax_error_names_its_line():
     error = caught.value
     assert (error.error_type, error.line) == ("SyntaxError", 5)
     assert error.traceback is not None and 'File "scene.py", line 5' in error.traceback
+
+
+def test_a_scene_derived_from_a_class_manim_removed_is_the_name_error_running_it_would_be():
+    code = "from manim import *\n\n\nclass Plot(GraphScene):\n    def construct(self):\n        pass\n"
+    with pytest.raises(ScriptError) as caught:
+        choose_scene(code)
+    assert (caught.value.error_type, caught.value.line) == ("NameError", 4)
+    assert caught.value.message.startswith("NameError: name 'GraphScene' is not defined")
+    # A base the script imports or defines is its own business: still no scene, as before.
+    for defined in ("from mylib import GraphScene\n", "GraphScene = object\n"):
+        with pytest.raises(ScriptError) as caught:
+            choose_scene(defined + code)
+        assert caught.value.error_type == "NoSceneFound"

@@ -28,6 +28,13 @@ def test_upload_keeps_the_bytes_and_sets_the_content_type(s3, video):
     assert stored["Body"].read() == video.read_bytes()
 
 
+def test_a_still_is_stored_as_an_image(s3, tmp_path):
+    still = tmp_path / "Diagram.png"
+    still.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    S3Storage(BUCKET).put_video(still, "videos/abc/Diagram.png")
+    assert s3.head_object(Bucket=BUCKET, Key="videos/abc/Diagram.png")["ContentType"] == "image/png"
+
+
 def test_large_videos_go_up_in_parts(s3, tmp_path):
     large = tmp_path / "large.mp4"
     large.write_bytes(b"v" * (17 * 1024 * 1024))
