@@ -56,14 +56,20 @@ class LambdaRanges:
         group = uuid.uuid4().hex
         prefix = _prefix(group)
         event = RenderChunkEvent(group=group, index=work.index, start=start, end=end).payload()
-        keys = [prefix + name for name in ("request.json", "marker.json", "piece.mp4")]
+        piece = prefix + "piece" + work.piece.suffix
+        keys = [prefix + name for name in ("request.json", "marker.json")] + [piece]
         try:
-            request = {"codeContent": work.spec.code, "quality": work.spec.quality, "sceneName": work.spec.scene}
+            request = {
+                "codeContent": work.spec.code,
+                "quality": work.spec.quality,
+                "sceneName": work.spec.scene,
+                **RenderRequest.asking_for(work.spec.output),
+            }
             self._storage.write_json(prefix + "request.json", request)
             self._invoke(event)
             self._wait(prefix, event, work)
             if not work.stopped.is_set():
-                self._storage.download(prefix + "piece.mp4", work.piece)
+                self._storage.download(piece, work.piece)
         finally:
             for key in keys:
                 with contextlib.suppress(StorageError):
@@ -164,7 +170,7 @@ def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms
             output=request.output(),
         )
         with render(environment.worker, spec, on_progress=report) as video:
-            storage.put_video(video.path, prefix + "piece.mp4")
+            storage.put_video(video.path, f"{prefix}piece.{request.format or 'mp4'}")
         marker: dict[str, Any] = {"ok": True}
     except (RenderError, StorageError) as error:
         marker = {"ok": False, "error": problem(error).answer()}

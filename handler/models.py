@@ -129,6 +129,18 @@ class RenderRequest(BaseModel):
             raise ValueError("sceneName must be a Python class name")
         return name
 
+    @staticmethod
+    def asking_for(output: Output) -> dict[str, Any]:
+        """The request fields that ask for `output`: the inverse of `output()`."""
+        fields: dict[str, Any] = {
+            "format": output.format,
+            "transparent": output.transparent or None,
+            "resolution": [output.width, output.height] if output.width and output.height else None,
+            "fps": int(output.fps) if output.fps is not None else None,
+            "backgroundColor": output.background,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
     def stored(self) -> dict[str, Any]:
         """The request as kept for a later invocation to run (a job, a chunk)."""
         return self.model_dump(by_alias=True, exclude={"run_async", "job_id"})

@@ -335,11 +335,12 @@ def split(plan: Plan, chunks: int) -> list[tuple[int, int]]:
 
 
 def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> None:
-    """Concatenate MP4 chunks into one by stream copy (no re-encoding): packets are copied
-    with their timestamps shifted past the previous chunks. A soundtrack (from the plan) is
-    copied in as the audio stream, as a whole render adds its sound."""
+    """Concatenate chunks into one video in the container `output`'s extension names (MP4,
+    MOV, WebM) by stream copy (no re-encoding): packets are copied with their timestamps
+    shifted past the previous chunks. A soundtrack (from the plan) is copied in as the audio
+    stream, as a whole render adds its sound."""
     with contextlib.ExitStack() as stack:
-        target = stack.enter_context(av.open(str(output), "w", format="mp4"))
+        target = stack.enter_context(av.open(str(output), "w"))
         with av.open(str(parts[0])) as first:
             video = target.add_stream_from_template(first.streams.video[0])
         if soundtrack is not None:

@@ -396,7 +396,7 @@ class WorkerClient:
         part = JoinPart(
             pieces=[str(piece) for piece in pieces],
             soundtrack=str(soundtrack) if soundtrack is not None else None,
-            output=f"{scene}.mp4",
+            output=f"{scene}{pieces[0].suffix}",
         )
         (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [part])
         return _video(outcome, root / "work", limits, timeout)

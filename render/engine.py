@@ -77,8 +77,16 @@ class Range:
     stopped: threading.Event  # set when the render no longer needs the piece (another range failed)
 
 
-# The formats whose chunks are joined by stream copy (None: MP4, or a still).
-JOINABLE_FORMATS = (None, "mp4")
+# The formats whose chunks are joined by stream copy (None: MP4, or a still). A WebM is
+# joined only without an alpha channel (kept beside the VP9 stream) and without sound (WebM
+# carries no AAC): those render whole.
+JOINABLE_FORMATS = (None, "mp4", "mov", "webm")
+
+
+def _joinable(output: Output, plan: Plan | None = None) -> bool:
+    if output.format not in JOINABLE_FORMATS:
+        return False
+    return output.format != "webm" or not (output.transparent or (plan is not None and plan.soundtrack is not None))
 
 # Renders a range elsewhere and writes its piece; raises if it cannot.
 RunRange = Callable[[Range], None]
@@ -98,7 +106,8 @@ def render(
 
     `chunks` (a number or "auto", at most `max_chunks`) asks for a chunked render: a plan
     pass counts each animation's frames, and a scene too short to benefit renders whole, as
-    does one in a format whose pieces cannot be joined without re-encoding (only MP4's are).
+    does one in a format whose pieces cannot be joined without re-encoding (MP4's, MOV's and
+    WebM's without alpha or sound can).
     Raises ScriptError for a script that cannot render, RenderTimeout past the deadline,
     ResourceLimitExceeded past another limit, RendererFailed for a fault of ours, and
     whatever `run_range` raises.
@@ -110,7 +119,7 @@ def render(
         with _frame(worker, spec, spec.frame_at) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=1)
         return
-    if chunks == 1 or spec.animations is not None or spec.output.format not in JOINABLE_FORMATS:
+    if chunks == 1 or spec.animations is not None or not _joinable(spec.output):
         ranges = [spec.animations] if spec.animations is not None else None
         with _in_worker(worker, spec, ranges, None, on_progress) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=made.frames)
@@ -127,6 +136,8 @@ def render(
         )
         plan_seconds = time.monotonic() - started
         count = choose_chunks(plan.frames, chunks, max_chunks, spec.output.fps or FRAME_RATES[spec.quality])
+        if not _joinable(spec.output, plan):
+            count = 1
         rendering = time.monotonic()
         if count == 1:
             video = _in_worker(worker, spec, None, None, on_progress)
@@ -230,7 +241,7 @@ def _elsewhere(
     """Each range rendered by `run_range`, all at once; then the pieces' join in the worker
     (which runs when the block is entered)."""
     assert spec.scene is not None
-    pieces = [scratch / f"piece-{index}.mp4" for index in range(len(ranges))]
+    pieces = [scratch / f"piece-{index}.{spec.output.format or 'mp4'}" for index in range(len(ranges))]
     _run_ranges(spec, plan, ranges, pieces, run_range, on_progress or (lambda _progress: None))
     return worker.join(
         pieces, scene=spec.scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, soundtrack=plan.soundtrack

@@ -104,3 +104,18 @@ def test_pieces_that_never_come_back_fail_before_the_functions_timeout(s3_server
     assert answer["errorType"] == "ChunksOverdue"
     assert answer["errorMessage"] in ("Chunk 0 did not come back in time.", "Chunk 1 did not come back in time.")
     assert s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0) == 0
+
+
+def test_a_mov_fanned_out_joins_in_its_own_container(functions, s3_server, bucket, tmp_path):
+    code, _ = SCENES["updater-dt"]
+    whole = functions[0].invoke({"codeContent": code, "quality": "-ql", "format": "mov"})
+    chunked = functions[0].invoke({"codeContent": code, "quality": "-ql", "format": "mov", "chunks": 2, "cache": False})
+    assert chunked.get("chunks") == 2 and chunked["s3Key"].endswith(".mov"), chunked
+    stored = s3_server.client().get_object(Bucket=bucket, Key=chunked["s3Key"])
+    assert stored["ContentType"] == "video/quicktime"
+    (tmp_path / "chunked.mov").write_bytes(stored["Body"].read())
+    expected = fetch(s3_server, bucket, whole["s3Key"], tmp_path / "whole.mov")
+    got = decode(tmp_path / "chunked.mov")
+    assert len(got.frames) == len(expected.frames) == chunked["frames"]
+    assert min(psnr(a, b) for a, b in zip(expected.frames, got.frames, strict=True)) >= 50
+    assert s3_server.client().list_objects_v2(Bucket=bucket, Prefix="jobs/chunks-").get("KeyCount", 0) == 0

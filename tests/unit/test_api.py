@@ -12,7 +12,7 @@ from handler.app import lambda_handler
 from handler.local import LocalContext, function_url_event
 from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
-from tests.support.video import decode, decode_sound, probe
+from tests.support.video import decode, decode_sound, probe, psnr
 
 EVENTS = Path(__file__).parents[2] / "events"
 
@@ -114,7 +114,7 @@ def test_script_errors_are_422_with_type_line_and_traceback(local_store):
     assert status == 422
     assert body["errors"]["type"] == "NameError"
     assert body["errors"]["line"] == 8
-    assert body["errors"]["traceback"].startswith("Traceback (most recent call last):\n  File \"scene.py\", line 8")
+    assert body["errors"]["traceback"].startswith('Traceback (most recent call last):\n  File "scene.py", line 8')
     assert "undefined_distance" in body["message"]
 
 
@@ -362,3 +362,28 @@ def test_a_frame_at_any_time_is_the_frame_a_whole_render_shows(local_store, name
 def test_frame_at_needs_a_still():
     status, body = post_render({"codeContent": scripts.ONE_SECOND, "frameAt": 0.5})
     assert status == 400 and "frameAt needs format png" in body["errors"][0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("options", "chunks"),
+    [
+        ({"format": "mov", "transparent": True}, 2),
+        ({"format": "webm"}, 2),
+        ({"format": "webm", "transparent": True}, 1),
+        ({"format": "gif"}, 1),
+    ],
+)
+def test_formats_whose_pieces_join_render_in_chunks_frame_for_frame(local_store, options, chunks):
+    code, _ = SCENES["updater-dt"]
+    status, whole = post_render({"codeContent": code, "quality": "-ql", **options})
+    assert status == 200, whole
+    status, chunked = post_render({"codeContent": code, "quality": "-ql", "chunks": 2, "cache": False, **options})
+    assert status == 200, chunked
+    assert chunked["chunks"] == chunks and chunked["s3Key"].endswith("." + options["format"])
+    assert chunked["frames"] == whole["frames"]
+    frames = []
+    for body in (whole, chunked):
+        with av.open(str(local_store / body["s3Key"])) as container:
+            frames.append([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    assert len(frames[0]) == len(frames[1]) == whole["frames"]
+    assert min(psnr(a, b) for a, b in zip(*frames, strict=True)) >= 50

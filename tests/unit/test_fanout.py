@@ -175,3 +175,14 @@ def test_a_range_is_read_less_often_while_it_draws_and_soon_when_it_should_be_do
     now[0] = 9.5
     pace.read(60)  # past when it should have been done: read often
     assert pace.pause == 0.05
+
+
+def test_a_chunk_is_asked_for_the_output_its_render_was():
+    from handler.models import RenderRequest
+    from handler.settings import Settings
+
+    limits = Settings.from_env().request_limits
+    asked = {"format": "mov", "transparent": True, "resolution": [480, 854], "fps": 24, "backgroundColor": "#102030"}
+    request = RenderRequest.model_validate({"codeContent": "x", **asked}, context={"limits": limits})
+    assert RenderRequest.asking_for(request.output()) == asked
+    assert RenderRequest.asking_for(RenderRequest.model_validate({"codeContent": "x"}, context={"limits": limits}).output()) == {}
