@@ -20,19 +20,11 @@ from pydantic import (
 )
 
 from handler.settings import RequestLimits
-from render import Output
+from render import QUALITY_PRESETS, Output
 
 # Each format, and whether it can carry an alpha channel (`transparent`) and needs a frame of
 # even width and height (its codec's 4:2:0 chroma, or ProRes).
 FORMATS = {"mp4": (False, True), "webm": (True, True), "gif": (False, False), "mov": (True, True), "png": (True, False)}
-# Each quality's frame size and rate (Manim's presets).
-PRESETS = {
-    "-ql": (854, 480, 15),
-    "-qm": (1280, 720, 30),
-    "-qh": (1920, 1080, 60),
-    "-qp": (2560, 1440, 60),
-    "-qk": (3840, 2160, 60),
-}
 
 Quality = Literal["-ql", "-qm", "-qh", "-qp", "-qk"]
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -88,7 +80,7 @@ class RenderRequest(BaseModel):
 
     def size(self) -> tuple[int, int, int]:
         """The frame's width and height, and the frame rate: as asked, else the quality's."""
-        width, height, fps = PRESETS[self.quality]
+        width, height, fps = QUALITY_PRESETS[self.quality]
         if self.resolution is not None:
             width, height = self.resolution
         return width, height, self.fps or fps

@@ -7,7 +7,7 @@ renders, and handler/ imports nothing from render/ but what is named here.
 
 from importlib.metadata import version
 
-from render.client import QUALITY_FLAGS, WorkerClient
+from render.client import QUALITY_FLAGS, QUALITY_PRESETS, WorkerClient
 from render.engine import Checked, Range, Rendered, RenderSpec, RunRange, check, render
 from render.errors import (
     FramePastEnd,
@@ -31,6 +31,7 @@ MANIM_VERSION = version("manim")
 __all__ = [
     "MANIM_VERSION",
     "QUALITY_FLAGS",
+    "QUALITY_PRESETS",
     "WORKER_VERSION",
     "Checked",
     "Deadline",

@@ -62,11 +62,17 @@ from render.sandbox import (
     start_time,
 )
 
-# Frames per second of each quality flag (Manim's own values).
 # What a render may hand back: a video in one of the formats, or a still.
 OUTPUT_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".png")
 
-FRAME_RATES: dict[str, int] = {"-ql": 15, "-qm": 30, "-qh": 60, "-qp": 60, "-qk": 60}
+# The frame's width and height and the frames per second of each quality flag (Manim's own).
+QUALITY_PRESETS: dict[str, tuple[int, int, int]] = {
+    "-ql": (854, 480, 15),
+    "-qm": (1280, 720, 30),
+    "-qh": (1920, 1080, 60),
+    "-qp": (2560, 1440, 60),
+    "-qk": (3840, 2160, 60),
+}
 
 # The seed's quality flags and the Manim quality each one names.
 QUALITY_FLAGS: dict[str, str] = {

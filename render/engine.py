@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from render.chunks import Plan, choose_chunks, split
-from render.client import FRAME_RATES, Made, ProgressCallback, WorkerClient
+from render.client import QUALITY_PRESETS, Made, ProgressCallback, WorkerClient
 from render.errors import FramePastEnd, RendererFailed
 from render.limits import Deadline, RenderLimits
 from render.messages import PRESET_OUTPUT, Output, Progress
@@ -125,17 +125,9 @@ def render(
             yield Rendered(made.path, scene, time.monotonic() - started, frames=made.frames)
         return
     with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
-        plan = worker.plan(
-            spec.code,
-            scene=scene,
-            quality=spec.quality,
-            limits=spec.limits,
-            deadline=spec.deadline,
-            scratch=Path(scratch),
-            output=spec.output,
-        )
+        plan = _plan(worker, spec, Path(scratch))
         plan_seconds = time.monotonic() - started
-        count = choose_chunks(plan.frames, chunks, max_chunks, spec.output.fps or FRAME_RATES[spec.quality])
+        count = choose_chunks(plan.frames, chunks, max_chunks, _frame_rate(spec))
         if not _joinable(spec.output, plan):
             count = 1
         rendering = time.monotonic()
@@ -158,22 +150,33 @@ def check(worker: WorkerClient, spec: RenderSpec) -> Checked:
 
     Raises what `render` would for a script that cannot run (ScriptError, RenderTimeout,
     ResourceLimitExceeded) and RendererFailed for a fault of ours."""
-    scene = choose_scene(spec.code, spec.scene)
+    spec = replace(spec, scene=choose_scene(spec.code, spec.scene))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="check-", dir=worker.scratch) as scratch:
-        plan = worker.plan(
-            spec.code,
-            scene=scene,
-            quality=spec.quality,
-            limits=spec.limits,
-            deadline=spec.deadline,
-            scratch=Path(scratch),
-            output=spec.output,
-            thorough=True,
-        )
+        plan = _plan(worker, spec, Path(scratch), thorough=True)
     frames = sum(plan.frames)
-    rate = spec.output.fps or FRAME_RATES[spec.quality]
-    return Checked(scene, frames / rate, frames, len(plan.animations), time.monotonic() - started)
+    assert spec.scene is not None
+    return Checked(spec.scene, frames / _frame_rate(spec), frames, len(plan.animations), time.monotonic() - started)
+
+
+def _plan(worker: WorkerClient, spec: RenderSpec, scratch: Path, *, thorough: bool = False) -> Plan:
+    """The plan of `spec`'s scene (chosen already), its soundtrack kept in `scratch`."""
+    assert spec.scene is not None
+    return worker.plan(
+        spec.code,
+        scene=spec.scene,
+        quality=spec.quality,
+        limits=spec.limits,
+        deadline=spec.deadline,
+        scratch=scratch,
+        output=spec.output,
+        thorough=thorough,
+    )
+
+
+def _frame_rate(spec: RenderSpec) -> float:
+    """The frame rate `spec` asks for, or its quality's."""
+    return spec.output.fps or QUALITY_PRESETS[spec.quality][2]
 
 
 @contextmanager
@@ -182,28 +185,12 @@ def _frame(worker: WorkerClient, spec: RenderSpec, at: float) -> Iterator[Made]:
     scene ends before), and the worker reaches and draws only that one."""
     assert spec.scene is not None
     with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
-        plan = worker.plan(
-            spec.code,
-            scene=spec.scene,
-            quality=spec.quality,
-            limits=spec.limits,
-            deadline=spec.deadline,
-            scratch=Path(scratch),
-            output=spec.output,
-        )
-    rate = spec.output.fps or FRAME_RATES[spec.quality]
+        plan = _plan(worker, spec, Path(scratch))
+    rate = _frame_rate(spec)
     frame = math.floor(at * rate + 1e-9)
     if frame >= sum(plan.frames):
         raise FramePastEnd(at, round(sum(plan.frames) / rate, 3))
-    with worker.render(
-        spec.code,
-        scene=spec.scene,
-        quality=spec.quality,
-        limits=spec.limits,
-        deadline=spec.deadline,
-        output=spec.output,
-        frame=frame,
-    ) as made:
+    with _in_worker(worker, spec, None, None, None, frame=frame) as made:
         yield made
 
 
@@ -213,8 +200,11 @@ def _in_worker(
     ranges: list[tuple[int, int]] | None,
     plan: Plan | None,
     on_progress: ProgressCallback | None,
+    *,
+    frame: int | None = None,
 ) -> AbstractContextManager[Made]:
-    """The scene rendered whole, or its ranges side by side and joined, all in the worker."""
+    """The scene rendered whole (or only its frame `frame`), or its ranges side by side and
+    joined, all in the worker."""
     assert spec.scene is not None
     return worker.render(
         spec.code,
@@ -226,6 +216,7 @@ def _in_worker(
         soundtrack=plan.soundtrack if plan is not None else None,
         on_progress=on_progress,
         output=spec.output,
+        frame=frame,
     )
 
 
