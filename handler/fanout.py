@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from handler.errors import ChunkFailed, ChunksOverdue, Problem, problem
 from handler.models import RenderChunkEvent, RenderRequest
 from handler.storage import Storage, StorageError
-from render import Progress, Range, RenderError, RenderSpec, render
+from render import Position, Progress, Range, RenderError, RenderSpec, render
 
 if TYPE_CHECKING:
     from handler.environment import Environment
@@ -32,7 +32,7 @@ _FIRST_POLL_SECONDS = 0.05
 _BLIND_POLL_SECONDS = 0.25
 _LONGEST_POLL_SECONDS = 1.0
 # A chunk writes its progress to its marker at most this often.
-_PROGRESS_WRITE_SECONDS = 1.0
+_PROGRESS_WRITE_SECONDS = 0.5
 # Failures of these classes may pass; a range that failed so is asked for once more.
 _TRANSIENT = ("storage", "internal")
 
@@ -51,8 +51,8 @@ class LambdaRanges:
         self._invoke = invoke
 
     def __call__(self, work: Range) -> None:
-        assert work.spec.animations is not None
-        start, end = work.spec.animations
+        assert work.spec.span is not None
+        start, end = work.spec.span
         group = uuid.uuid4().hex
         prefix = _prefix(group)
         event = RenderChunkEvent(group=group, index=work.index, start=start, end=end).payload()
@@ -166,7 +166,7 @@ def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms
             limits=settings.render_limits,
             deadline=settings.render_deadline(remaining_ms),
             scene=request.scene_name,
-            animations=(event.start, event.end),
+            span=(Position(*event.start), Position(*event.end)),
             output=request.output(),
         )
         with render(environment.worker, spec, on_progress=report) as video:

@@ -172,7 +172,7 @@ class RenderResponse(BaseModel):
 
     def body(self) -> dict[str, object]:
         """The JSON body, with the API's field names."""
-        return self.model_dump(by_alias=True)
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class CheckResponse(BaseModel):
@@ -192,7 +192,7 @@ class CheckResponse(BaseModel):
 
     def body(self) -> dict[str, object]:
         """The JSON body, with the API's field names."""
-        return self.model_dump(by_alias=True)
+        return self.model_dump(mode="json", by_alias=True)
 
 
 # Direct invokes other than a render. Every action name the function answers is here.
@@ -203,7 +203,7 @@ class _Event(BaseModel):
 
     def payload(self) -> dict[str, Any]:
         """The event as sent to an invocation."""
-        return self.model_dump(by_alias=True)
+        return self.model_dump(mode="json", by_alias=True)
 
 
 class StatusEvent(_Event):
@@ -220,6 +220,9 @@ class RunJobEvent(_Event):
     job_id: JobId = Field(alias="jobId")
 
 
+_Count = Annotated[int, Field(ge=0, strict=True)]
+
+
 class RenderChunkEvent(_Event):
     """This function's own invocation that renders one range of a chunked render; the
     request it belongs to is stored under the group's prefix."""
@@ -227,8 +230,9 @@ class RenderChunkEvent(_Event):
     action: Literal["renderChunk"] = "renderChunk"
     group: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$", strict=True)]
     index: Annotated[int, Field(ge=0, strict=True)]
-    start: Annotated[int, Field(ge=0, strict=True)]
-    end: Annotated[int, Field(ge=1, strict=True)]
+    # The range's first position and the one it stops before: [animation, frame] each.
+    start: tuple[_Count, _Count]
+    end: tuple[_Count, _Count]
 
 
 def _action(event: Any) -> str | None:

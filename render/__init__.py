@@ -20,11 +20,11 @@ from render.errors import (
 )
 from render.leftovers import Leftovers
 from render.limits import Deadline, RenderLimits
-from render.messages import Output, Progress
+from render.messages import Output, Position, Progress
 from render.scenes import choose_scene, find_scenes
 
 # Part of the result cache's key: change it when a change of the worker changes videos.
-WORKER_VERSION = "1"
+WORKER_VERSION = "2"
 # The Manim that renders (also part of the key).
 MANIM_VERSION = version("manim")
 
@@ -38,6 +38,7 @@ __all__ = [
     "FramePastEnd",
     "Leftovers",
     "Output",
+    "Position",
     "Progress",
     "Range",
     "RenderError",

@@ -1,15 +1,18 @@
-"""Chunked rendering: plan a scene, split it into ranges of whole animations, render a range
-exactly as a whole render would, and join the pieces without re-encoding.
+"""Chunked rendering: plan a scene, split it into ranges of frames, render a range exactly as
+a whole render would, and join the pieces without re-encoding.
 
-A chunk reaches its range without drawing what comes before it (render.reach): it jumps over
-each animation whose end state does not depend on the path to it, and steps through the
-others frame by frame, so that its first frame is the whole render's. The plan says which
-animations need stepping and what each costs, and the split balances the ranges' estimated
-costs (reaching the range, then drawing it), not their frame counts.
+A range runs from one `Position` (a frame of an animation) up to another, so it may begin or
+end inside an animation. A chunk reaches its range without drawing what comes before it
+(render.reach): it jumps over each animation, or the start of one, whose state does not depend
+on the path to it, and steps through the others frame by frame, so that its first frame is the
+whole render's. The plan says which animations need stepping and what each costs, and the
+split balances the ranges' estimated costs (reaching the range, then drawing it), not their
+frame counts.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import itertools
 import time
@@ -20,23 +23,35 @@ from typing import Any
 import av
 import numpy as np
 
-from render.messages import PlannedAnimation
+from render.messages import PlannedAnimation, Position
 from render.reach import jumping_where_exact, members_to_begin, must_step, runs_script_code, without_drawing
+from render.segments import segment_frames
 
 
 @dataclass(frozen=True)
 class Plan:
     """What a planning pass found: each animation's frames, whether it must be stepped, and
-    its costs; the size of a frame; and the scene's soundtrack (an AAC file, or None for a
-    silent scene). Chunks carry no sound; the soundtrack is added once to the joined video."""
+    its costs; the size of a frame; the scene's soundtrack (an AAC file, or None for a silent
+    scene); and the frames in an encoded segment (render.segments), where a range may begin
+    inside an animation. Chunks carry no sound; the soundtrack is added once to the joined
+    video."""
 
     animations: list[PlannedAnimation]
     pixels: int
     soundtrack: Path | None = None
+    segment: int | None = 1  # None: animations are encoded whole, and ranges begin with one
 
     @property
     def frames(self) -> list[int]:
         return [animation.frames for animation in self.animations]
+
+    def frames_before(self, position: Position) -> int:
+        """How many frames the scene makes before `position`."""
+        return sum(self.frames[: position.animation]) + position.frame
+
+
+# A range of a chunked render: its first position, and the position it stops before.
+Span = tuple[Position, Position]
 
 
 def plan_scene(scene: Any, soundtrack: Path, *, quick: bool = True) -> Plan:
@@ -92,6 +107,7 @@ def plan_scene(scene: Any, soundtrack: Path, *, quick: bool = True) -> Plan:
                 seconds=now - last,
                 update_seconds=probe.update_seconds,
                 members=probe.members,
+                open_ended=scene.stop_condition is not None,
             )
         )
         last = now
@@ -103,10 +119,13 @@ def plan_scene(scene: Any, soundtrack: Path, *, quick: bool = True) -> Plan:
     scene.add_sound = timed_add_sound
     scene.render()
     pixels = renderer.camera.pixel_width * renderer.camera.pixel_height
+    from manim import config
+
+    segment = segment_frames(renderer.camera.frame_rate, config.format)
     if not writer.includes_sound:
-        return Plan(planned, pixels)
+        return Plan(planned, pixels, segment=segment)
     _write_soundtrack(writer, soundtrack)
-    return Plan(planned, pixels, soundtrack)
+    return Plan(planned, pixels, soundtrack, segment)
 
 
 class _PlayProbe:
@@ -161,27 +180,67 @@ def _write_soundtrack(writer: Any, target: Path) -> None:
     wav.unlink()
 
 
-def limit_to_range(scene: Any, start: int, end: int) -> None:
-    """Make `scene.render()` produce only animations `start` to `end - 1`, reaching `start`
-    without drawing (render.reach), and ending the scene after `end - 1`."""
+def limit_to_range(scene: Any, start: Position, end: Position) -> None:
+    """Make `scene.render()` produce only the frames from `start` up to `end`: the animations
+    before `start` are reached without drawing (render.reach), and so are the frames of
+    `start`'s animation before it (jumped over where exact, else stepped); drawing stops at
+    `end` and the scene ends there."""
     from manim.utils.exceptions import EndSceneEarlyException
 
     renderer = scene.renderer
-    original_play = renderer.play
+    original_play, original_progression = renderer.play, scene.get_time_progression
+    dt = 1 / renderer.camera.frame_rate
     renderer.drawn_from = None  # (time, animation) where drawing began, for progress reports
     scene.add_sound = lambda *args, **kwargs: None  # the plan made the soundtrack for the joined video
 
+    def window(frames: int) -> tuple[int, int]:
+        """The frames of the running play to draw, from and up to, of its `frames`."""
+        index = renderer.num_plays
+        first = start.frame if index == start.animation else 0
+        last = end.frame if index == end.animation else frames
+        return min(first, frames), min(last, frames)
+
+    def reach(times: list[float], first: int) -> None:
+        """Bring the running play to its frame `first` without drawing the frames before."""
+        stepped = first > 0 and must_step(scene)
+        for t in times[:first]:
+            if stepped:
+                scene.update_to_time(t)
+            renderer.time += dt  # as drawing the frame would add it
+        if renderer.drawn_from is None:
+            renderer.drawn_from = (renderer.time, renderer.num_plays)
+
+    def windowed_progression(run_time: float, *args: Any, **kwargs: Any) -> Any:
+        progression = original_progression(run_time, *args, **kwargs)
+        times = list(progression.iterable)
+        first, last = window(len(times))
+
+        def drawn() -> Any:
+            reach(times, first)  # when the play starts iterating, after its begin
+            yield from times[first:last]
+
+        progression.iterable = drawn()
+        return progression
+
+    def windowed_freeze(duration: float) -> None:
+        frames = int(duration / dt)
+        first, last = window(frames)
+        reach([0.0] * frames, first)  # a static wait has nothing to step
+        renderer.add_frame(renderer.get_frame(), num_frames=max(0, last - first))
+
     def ranged_play(*args: Any, **kwargs: Any) -> None:
         index = renderer.num_plays
-        if index >= end:
+        if Position(index) >= end:
             raise EndSceneEarlyException()
-        if index < start:
+        if index < start.animation:
             with without_drawing(renderer), jumping_where_exact(scene):
                 original_play(*args, **kwargs)
-        else:
-            if renderer.drawn_from is None:
-                renderer.drawn_from = (renderer.time, index)
+            return
+        scene.get_time_progression, renderer.freeze_current_frame = windowed_progression, windowed_freeze
+        try:
             original_play(*args, **kwargs)
+        finally:
+            del scene.get_time_progression, renderer.freeze_current_frame  # the classes' own again
 
     renderer.play = ranged_play
 
@@ -264,13 +323,13 @@ MIN_CHUNK_SECONDS = 5.0
 
 
 def choose_chunks(frames: list[int], requested: int | str, max_chunks: int, frame_rate: float) -> int:
-    """How many chunks to render `frames` in: the number asked for (at most one per animation
-    and `max_chunks`), or for "auto" as many as give each at least MIN_CHUNK_SECONDS."""
+    """How many chunks to render `frames` in: the number asked for (at most `max_chunks`, and
+    one per frame), or for "auto" as many as give each at least MIN_CHUNK_SECONDS."""
     if requested == "auto":
         wanted = int(sum(frames) / frame_rate // MIN_CHUNK_SECONDS)
     else:
         wanted = int(requested)
-    return max(1, min(wanted, max_chunks, len(frames)))
+    return max(1, min(wanted, max_chunks, sum(frames)))
 
 
 # Costs the plan cannot measure without doing the work, estimated from `make bench`'s scenes
@@ -284,54 +343,109 @@ BEGIN_SECONDS_PER_MEMBER = 4e-3
 FRAME_UPDATE_SECONDS = 7e-4
 
 
-def split(plan: Plan, chunks: int) -> list[tuple[int, int]]:
-    """`chunks` contiguous ranges of whole animations (fewer only if there are fewer
-    animations), balanced by their estimated cost: reaching the range, then drawing it.
+def split(plan: Plan, chunks: int) -> list[Span]:
+    """`chunks` contiguous ranges of the scene's frames (fewer only if it has fewer frames),
+    balanced by their estimated cost (`_RangeCosts`): reaching the range, then drawing it.
 
-    Each range is (first animation, one past the last). Reaching an animation costs its plan
-    seconds and its begin, and its frames' updates if it must be stepped; drawing it costs the
-    same and, for each frame drawn, the drawing (a static wait draws one and repeats it). The
-    largest range cost is minimised: since reaching an animation never costs more than drawing
-    it, filling each range as far as a bound allows is optimal, and the least bound that fits
-    is found by bisection.
-    """
-    draw_frame = plan.pixels * DRAW_SECONDS_PER_PIXEL
-    reach: list[float] = []
-    draw: list[float] = []
-    for a in plan.animations:
-        start = a.seconds + a.members * BEGIN_SECONDS_PER_MEMBER
-        update = a.update_seconds + FRAME_UPDATE_SECONDS
-        updates = a.frames * update if a.stepped else update
-        reach.append(start + updates)
-        pictures = draw_frame * (1 + a.frames * REPEATED_FRAME_SHARE) if a.still else a.frames * (update + draw_frame)
-        draw.append(start + max(updates, pictures))
-    reached = [0.0, *itertools.accumulate(reach)]  # the cost of reaching animation i
-    drawn = [0.0, *itertools.accumulate(draw)]  # of drawing animations 0 to i - 1
-
-    def cost(start: int, end: int) -> float:
-        return reached[start] + drawn[end] - drawn[start]
+    A range may begin and end inside an animation, except one that may end early (its frames
+    are only counted at most). The largest range cost is minimised: since reaching a frame
+    costs less than drawing it, filling each range as far as a bound allows is close to
+    optimal, and the least bound that fits is found by bisection."""
+    costs = _RangeCosts(plan)
+    ends = costs.ends
+    wanted = max(1, min(chunks, len(ends)))
 
     def fill(bound: float) -> list[int]:
-        """The ranges' starts when each takes as many animations as fit within `bound`."""
+        """The ranges' first frames when each takes as many frames as fit within `bound`."""
         starts = [0]
-        for index in range(1, len(draw)):
-            if cost(starts[-1], index + 1) > bound:
-                starts.append(index)
-        return starts
+        while True:
+            start = starts[-1]
+            low = bisect.bisect_right(ends, start)
+            index = bisect.bisect_right(ends, bound, lo=low, key=lambda end: costs.of(start, end)) - 1
+            end = ends[max(index, low)]  # at least one frame, whatever it costs
+            if end == ends[-1]:
+                return starts
+            starts.append(end)
 
-    wanted = max(1, min(chunks, len(draw)))
-    low, high = 0.0, cost(0, len(draw))
+    low, high = 0.0, costs.of(0, ends[-1])
     for _ in range(60):
         middle = (low + high) / 2
         low, high = (low, middle) if len(fill(middle)) <= wanted else (middle, high)
     starts = fill(high)
     while len(starts) < wanted:  # splitting a range never raises the largest cost
-        ends = [*starts[1:], len(draw)]
-        widest = max((i for i in range(len(starts)) if ends[i] - starts[i] > 1), key=lambda i: cost(starts[i], ends[i]))
-        start, end = starts[widest], ends[widest]
-        cut = min(range(start + 1, end), key=lambda c: max(cost(start, c), cost(c, end)))
+        bounds = [*starts[1:], ends[-1]]
+        inside = [[end for end in ends if start < end < stop] for start, stop in zip(starts, bounds, strict=True)]
+        widest = max((i for i in range(len(starts)) if inside[i]), key=lambda i: costs.of(starts[i], bounds[i]))
+        start, stop = starts[widest], bounds[widest]
+        cut = min(inside[widest], key=lambda c: max(costs.of(start, c), costs.of(c, stop)))
         starts.insert(widest + 1, cut)
-    return list(zip(starts, [*starts[1:], len(draw)], strict=True))
+    firsts = [costs.position(frame) for frame in starts]
+    return list(zip(firsts, [*firsts[1:], Position(len(plan.animations))], strict=True))
+
+
+class _RangeCosts:
+    """The estimated cost of rendering a range of a plan's frames (counted over the whole
+    scene), in seconds.
+
+    Reaching an animation costs its plan seconds and its begin, and the updates of its frames
+    if it must be stepped (once, for the jump, if not); reaching a frame inside it costs its
+    begin and the updates up to that frame. Drawing a frame costs an update and the drawing,
+    except in a static wait, which draws its frame once and repeats it (and draws it again in
+    a range that starts inside it)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self._animations = plan.animations
+        self._firsts = [0, *itertools.accumulate(plan.frames)]  # each animation's first frame, then the end
+        draw_frame = plan.pixels * DRAW_SECONDS_PER_PIXEL
+        self._begin, self._update, self._per_frame, self._redraw = [], [], [], []
+        for a in plan.animations:
+            update = a.update_seconds + FRAME_UPDATE_SECONDS
+            self._begin.append(a.seconds + a.members * BEGIN_SECONDS_PER_MEMBER)
+            self._update.append(update)
+            self._per_frame.append(draw_frame * REPEATED_FRAME_SHARE if a.still else update + draw_frame)
+            self._redraw.append(update + draw_frame if a.still else 0.0)
+        whole = [self._reach_into(k, a.frames) for k, a in enumerate(plan.animations)]
+        drawn = [self._drawn_into(k, a.frames) for k, a in enumerate(plan.animations)]
+        self._reached = [0.0, *itertools.accumulate(whole)]  # reaching animation k
+        self._drawn = [0.0, *itertools.accumulate(drawn)]  # drawing animations 0 to k - 1
+        # The frames a range may end at: each animation's end, and each segment's inside it
+        # (render.segments), but inside an animation that may end early.
+        self.ends: list[int] = []
+        for k, a in enumerate(plan.animations):
+            first, end = self._firsts[k], self._firsts[k + 1]
+            if plan.segment is not None and not a.open_ended:
+                self.ends.extend(range(first + plan.segment, end, plan.segment))
+            self.ends.extend([end] if a.frames else [])
+
+    def of(self, start: int, end: int) -> float:
+        """The cost of the range of frames `start` up to `end`."""
+        k, frame = self.position(start)
+        redraw = self._redraw[k] if frame else 0.0
+        return self._reach(start) + redraw + self._drawn_to(end) - self._drawn_to(start)
+
+    def position(self, frame: int) -> Position:
+        """The position of a frame of the scene (the end, for one past its last)."""
+        if frame == 0:
+            return Position(0)
+        k = bisect.bisect_right(self._firsts, frame) - 1
+        return Position(k, frame - self._firsts[k])
+
+    def _reach(self, frame: int) -> float:
+        k, into = self.position(frame)
+        return self._reached[k] + (self._reach_into(k, into) if into else 0.0)
+
+    def _drawn_to(self, frame: int) -> float:
+        k, into = self.position(frame)
+        return self._drawn[k] + (self._drawn_into(k, into) if into else 0.0)
+
+    def _reach_into(self, k: int, frames: int) -> float:
+        """Reaching animation k's frame `frames` (its end, for all of them)."""
+        updates = frames if self._animations[k].stepped else 1
+        return self._begin[k] + updates * self._update[k]
+
+    def _drawn_into(self, k: int, frames: int) -> float:
+        """Drawing animation k's first `frames` frames."""
+        return self._begin[k] + self._redraw[k] + frames * self._per_frame[k]
 
 
 def join(parts: list[Path], output: Path, soundtrack: Path | None = None) -> None:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from render.chunks import Plan
+from render.chunks import Plan, Span
 from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 from render.leftovers import Leftovers, LeftoversRemain
 from render.limits import Deadline, RenderLimits
@@ -323,13 +323,13 @@ class WorkerClient:
                 _video(outcome, root / "work", limits, timeout)  # raises the error the outcome describes
                 raise RendererFailed("The plan pass returned no plan.")
             if outcome.soundtrack is None:
-                return Plan(outcome.animations, outcome.pixels)
+                return Plan(outcome.animations, outcome.pixels, segment=outcome.segment)
             soundtrack = _task_file(outcome.soundtrack, root / "work", "its soundtrack", "NoSoundtrack")
             # A new file of a random name (O_EXCL): nothing a script planted is followed.
             descriptor, kept = tempfile.mkstemp(prefix="soundtrack-", suffix=".aac", dir=scratch)
             with open(descriptor, "wb") as copy, soundtrack.open("rb") as original:
                 shutil.copyfileobj(original, copy)
-            return Plan(outcome.animations, outcome.pixels, Path(kept))
+            return Plan(outcome.animations, outcome.pixels, Path(kept), outcome.segment)
 
     @contextmanager
     def render(
@@ -340,7 +340,7 @@ class WorkerClient:
         quality: str,
         limits: RenderLimits,
         deadline: Deadline,
-        ranges: list[tuple[int, int]] | None = None,
+        ranges: list[Span] | None = None,
         soundtrack: Path | None = None,
         on_progress: ProgressCallback | None = None,
         output: Output = PRESET_OUTPUT,
@@ -350,7 +350,7 @@ class WorkerClient:
         is removed when the block ends.
 
         With `frame`, only that frame renders, as a still (`output` must ask for PNG).
-        With `ranges` (from `render.chunks.split`), each range of animations renders in its own
+        With `ranges` (from `render.chunks.split`), each range of frames renders in its own
         part, all in parallel, and the pieces are joined by stream copy, with the plan's
         `soundtrack` as their sound. `on_progress` is told, while the scene renders, how many
         animations have played and how many frames they made.

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from render.chunks import Plan, choose_chunks, split
+from render.chunks import Plan, Span, choose_chunks, split
 from render.client import QUALITY_PRESETS, Made, ProgressCallback, WorkerClient
 from render.errors import FramePastEnd, RendererFailed
 from render.limits import Deadline, RenderLimits
@@ -35,8 +35,8 @@ class RenderSpec:
     limits: RenderLimits
     deadline: Deadline
     scene: str | None = None  # the scene asked for; None for the script's only one
-    # Only animations `start` to `end - 1`: a chunk rendered for another invocation.
-    animations: tuple[int, int] | None = None
+    # Only the frames from one position up to another: a chunk rendered for another invocation.
+    span: Span | None = None
     output: Output = PRESET_OUTPUT  # format, size, frame rate, background
     frame_at: float | None = None  # only the frame a whole render shows at this time, as a still
 
@@ -69,7 +69,7 @@ class Checked:
 class Range:
     """One range of a chunked render, handed to `run_range` to render elsewhere."""
 
-    spec: RenderSpec  # the whole render's spec, its scene chosen, with `animations` set to this range
+    spec: RenderSpec  # the whole render's spec, its scene chosen, with `span` set to this range
     index: int
     frames: int  # how many frames the range makes, by the plan
     piece: Path  # where the rendered piece must be written
@@ -119,24 +119,24 @@ def render(
         with _frame(worker, spec, spec.frame_at) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=1)
         return
-    if chunks == 1 or spec.animations is not None or not _joinable(spec.output):
-        ranges = [spec.animations] if spec.animations is not None else None
+    if chunks == 1 or spec.span is not None or not _joinable(spec.output):
+        ranges = [spec.span] if spec.span is not None else None
         with _in_worker(worker, spec, ranges, None, on_progress) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=made.frames)
         return
     with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
         plan = _plan(worker, spec, Path(scratch))
         plan_seconds = time.monotonic() - started
-        count = choose_chunks(plan.frames, chunks, max_chunks, _frame_rate(spec))
-        if not _joinable(spec.output, plan):
-            count = 1
+        wanted = choose_chunks(plan.frames, chunks, max_chunks, _frame_rate(spec)) if _joinable(spec.output, plan) else 1
+        ranges = split(plan, wanted) if wanted > 1 else []  # fewer where it has fewer places to cut
+        count = max(1, len(ranges))
         rendering = time.monotonic()
         if count == 1:
             video = _in_worker(worker, spec, None, None, on_progress)
         elif run_range is None:
-            video = _in_worker(worker, spec, split(plan, count), plan, on_progress)
+            video = _in_worker(worker, spec, ranges, plan, on_progress)
         else:
-            video = _elsewhere(worker, spec, plan, split(plan, count), run_range, on_progress, Path(scratch))
+            video = _elsewhere(worker, spec, plan, ranges, run_range, on_progress, Path(scratch))
         joining = time.monotonic()
         with video as made:
             join_seconds = time.monotonic() - joining if run_range is not None and count > 1 else 0.0
@@ -197,7 +197,7 @@ def _frame(worker: WorkerClient, spec: RenderSpec, at: float) -> Iterator[Made]:
 def _in_worker(
     worker: WorkerClient,
     spec: RenderSpec,
-    ranges: list[tuple[int, int]] | None,
+    ranges: list[Span] | None,
     plan: Plan | None,
     on_progress: ProgressCallback | None,
     *,
@@ -224,7 +224,7 @@ def _elsewhere(
     worker: WorkerClient,
     spec: RenderSpec,
     plan: Plan,
-    ranges: list[tuple[int, int]],
+    ranges: list[Span],
     run_range: RunRange,
     on_progress: ProgressCallback | None,
     scratch: Path,
@@ -242,7 +242,7 @@ def _elsewhere(
 def _run_ranges(
     spec: RenderSpec,
     plan: Plan,
-    ranges: list[tuple[int, int]],
+    ranges: list[Span],
     pieces: list[Path],
     run_range: RunRange,
     on_progress: ProgressCallback,
@@ -252,9 +252,9 @@ def _run_ranges(
     tally = _Tally(len(ranges), on_progress)
     work = [
         Range(
-            spec=replace(spec, animations=(start, end)),
+            spec=replace(spec, span=(start, end)),
             index=index,
-            frames=sum(plan.frames[start:end]),
+            frames=plan.frames_before(end) - plan.frames_before(start),
             piece=pieces[index],
             on_progress=tally.reporter(index),
             stopped=stopped,
@@ -264,9 +264,9 @@ def _run_ranges(
 
     def run(one: Range) -> None:
         run_range(one)
-        assert one.spec.animations is not None
-        start, end = one.spec.animations
-        tally.done(one.index, Progress(animations=end - start, frames=one.frames))
+        assert one.spec.span is not None
+        start, end = one.spec.span  # the animations that end in the range are done
+        tally.done(one.index, Progress(animations=end.animation - start.animation, frames=one.frames))
 
     with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="range") as pool:
         futures = [pool.submit(run, one) for one in work]

@@ -16,7 +16,7 @@ import os
 import select
 import threading
 import time
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -97,12 +97,21 @@ class FramePart(Message):
     frame: Count
 
 
+class Position(NamedTuple):
+    """A point in a scene: frame `frame` (from 0) of animation `animation` (the scene's `play`
+    and `wait` calls, from 0). A chunk's range runs from one position up to another."""
+
+    animation: NonNegativeInt
+    frame: NonNegativeInt = 0
+
+
 class RangePart(Message):
-    """Render animations `start` to `end - 1` only, reaching `start` exactly."""
+    """Render the frames from `start` up to (not including) `end` only, reaching `start`
+    exactly."""
 
     mode: Literal["range"] = "range"
-    start: NonNegativeInt
-    end: NonNegativeInt
+    start: Position
+    end: Position
 
 
 class JoinPart(Message):
@@ -182,6 +191,8 @@ class PlannedAnimation(Message):
     seconds: Seconds = 0.0  # the script's code before it, and its play as the plan ran it
     update_seconds: Seconds = 0.0  # one update of the scene to a time within it
     members: Count = 0  # mobjects its start copies or aligns, which the plan does not
+    # It may end early (a `wait_until`): its frames are counted at most, and no range ends inside it.
+    open_ended: bool = False
 
 
 class PlanMade(Message):
@@ -190,6 +201,7 @@ class PlanMade(Message):
     kind: Literal["plan"] = "plan"
     animations: Annotated[list[PlannedAnimation], Field(max_length=_MAX_ANIMATIONS)]
     pixels: Annotated[int, Field(ge=1, le=10**9)]  # in one frame
+    segment: Annotated[int, Field(ge=1, le=10**6)] | None = None  # frames in an encoded segment (render.segments)
     soundtrack: FilePath | None = None
 
 

@@ -129,6 +129,7 @@ def render_scene(
     from manim import config, tempconfig
 
     from render.chunks import limit_to_frame, limit_to_range, plan_scene
+    from render.segments import encode_in_segments, segment_frames
 
     code = Path(script).read_text(encoding="utf-8")
     # Parts of one task render side by side: each keeps its own media folder.
@@ -159,10 +160,14 @@ def render_scene(
                 if part.thorough:
                     raise
                 plan = plan_scene(new_scene(), soundtrack, quick=False)
-            return PlanMade(animations=plan.animations, pixels=plan.pixels, soundtrack=plan.soundtrack and str(plan.soundtrack))
+            soundtrack_made = plan.soundtrack and str(plan.soundtrack)
+            return PlanMade(animations=plan.animations, pixels=plan.pixels, segment=plan.segment, soundtrack=soundtrack_made)
         scene = new_scene()
+        segment = segment_frames(config.frame_rate, config.format)
+        if isinstance(part, WholePart | RangePart) and segment is not None:  # a range's files are then the whole's
+            encode_in_segments(scene.renderer.file_writer, segment)
         if isinstance(part, RangePart):
-            config.output_file = f"part-{part.start:05d}"
+            config.output_file = f"part-{index:05d}"
             limit_to_range(scene, part.start, part.end)
         if isinstance(part, FramePart):
             limit_to_frame(scene, part.frame)

@@ -12,7 +12,6 @@ the cold start (init) of the function under the Lambda Runtime Interface Emulato
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import shutil
@@ -255,11 +254,14 @@ def _projection(plan: Plan, high_plan: Plan, whole: float, high: float, measured
     every chunk measured at -qm); a 1080p60 frame costs what the whole -qh render took per
     frame; the plan, head and tail overheads grow with the scene's length."""
     rate = sum(plan.frames) / (sum(high_plan.frames) / 60) if high_plan.frames else 30
-    seconds_before = [0.0, *itertools.accumulate(frames / rate for frames in plan.frames)]
-    rows = [(1.0, seconds_before[c.start], sum(plan.frames[c.start : c.end])) for m in measured.values() for c in m.chunks]
+    rows = [
+        (1.0, plan.frames_before(c.start) / rate, plan.frames_before(c.end) - plan.frames_before(c.start))
+        for m in measured.values()
+        for c in m.chunks
+    ]
     times = [c.seconds for m in measured.values() for c in m.chunks]
     fixed, reach, per_frame = np.linalg.lstsq(np.array(rows), np.array(times), rcond=None)[0]
-    scene_seconds = seconds_before[-1]
+    scene_seconds = sum(plan.frames) / rate
     scale = PROJECTED_SECONDS / scene_seconds
     frame_high = high / sum(high_plan.frames)
     frames = PROJECTED_SECONDS * 60

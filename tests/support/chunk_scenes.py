@@ -177,6 +177,24 @@ class Stirred(Scene):
         self.wait(0.3)
 """
 
+# Animations and a static wait longer than an encoded segment (one second; 15 frames at -ql),
+# so ranges may begin inside them: one stepped through (an updater whose path matters runs),
+# one jumped over, and the wait.
+LONG_MOVES = """\
+from manim import *
+
+
+class LongMoves(Scene):
+    def construct(self):
+        dot = Dot().add_updater(lambda m, dt: m.shift(RIGHT * dt).rotate(dt, about_point=ORIGIN))
+        self.add(dot)
+        self.play(Create(Circle()), run_time=1.3)
+        dot.clear_updaters()
+        self.play(Transform(dot, Square()), run_time=1.1)
+        self.wait(1.2)
+        self.play(FadeOut(dot), run_time=0.6)
+"""
+
 SCENES = {
     "updater-dt": (UPDATER_DT, "Spinner"),
     "traced-path": (TRACED_PATH, "Trace"),
@@ -187,6 +205,7 @@ SCENES = {
     "three-d-ambient-rotation": (THREE_D_AMBIENT, "Orbit"),
     "updaters-come-and-go": (UPDATERS_COME_AND_GO, "ComeAndGo"),
     "scene-updater": (SCENE_UPDATER, "Stirred"),
+    "long-moves": (LONG_MOVES, "LongMoves"),
 }
 
 # Scenes in which no updater runs: a chunk jumps over every animation before its range.

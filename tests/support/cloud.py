@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from render import Position
 from tests.support.lambda_function import dockerfile_handler, function_env
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.lambda_service import LambdaService, lambda_service
@@ -35,10 +36,10 @@ FIRST_UID = 2101  # each environment its own user when run as root, as each Lamb
 
 @dataclass(frozen=True)
 class Chunk:
-    """One chunk invocation: its range of animations and how long it took."""
+    """One chunk invocation: its range and how long it took."""
 
-    start: int
-    end: int
+    start: Position
+    end: Position
     seconds: float
 
 
@@ -76,7 +77,7 @@ class Cloud:
         delivered = self.service.delivered[already:]
         if not delivered:
             return Measured(answer, ended - started, [])
-        chunks = [Chunk(one.event["start"], one.event["end"], one.ended - one.started) for one in delivered]
+        chunks = [Chunk(Position(*one.event["start"]), Position(*one.event["end"]), one.ended - one.started) for one in delivered]
         return Measured(
             answer,
             ended - started,

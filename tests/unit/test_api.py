@@ -189,8 +189,10 @@ def test_chunks_render_the_same_video_in_parts(local_store):
     code = scripts.TWO_SCENES
     status, whole = post_render({"codeContent": code, "sceneName": "Long", "quality": "-ql", "cache": False})
     status, chunked = post_render({"codeContent": code, "sceneName": "Long", "quality": "-ql", "cache": False, "chunks": 2})
-    # "Long" is one animation: it cannot be split, so it renders whole.
-    assert (status, chunked["chunks"], whole["chunks"]) == (200, 1, 1)
+    # "Long" is one animation, a wait: it is split inside, at an encoded segment's boundary.
+    assert (status, chunked["chunks"], whole["chunks"]) == (200, 2, 1)
+    assert chunked["s3Key"] == whole["s3Key"]
+    assert len(decode(local_store / chunked["s3Key"]).frames) == whole["frames"] == chunked["frames"] == 18
 
     code, _ = SCENES["updater-dt"]
     status, whole = post_render({"codeContent": code, "quality": "-ql"})

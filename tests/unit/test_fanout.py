@@ -15,7 +15,7 @@ from handler.errors import ChunkFailed, ChunksOverdue
 from handler.fanout import LambdaRanges, render_chunk
 from handler.models import RenderChunkEvent
 from handler.storage import LocalStorage
-from render import Deadline, Progress, Range, RenderLimits, RenderSpec
+from render import Deadline, Position, Progress, Range, RenderLimits, RenderSpec
 from tests.support import scripts
 
 INTERNAL = {"statusCode": 500, "message": "worker died", "errors": {"type": "RendererFailed", "class": "internal"}}
@@ -61,8 +61,10 @@ def storage(tmp_path) -> LocalStorage:
 
 
 def a_range(tmp_path: Path, seconds: float = 10, progress: list | None = None) -> Range:
-    """Range 1 (animations 2 to 3) of a render of the circle script, due in `seconds`."""
-    spec = RenderSpec(scripts.CIRCLE, "-ql", RenderLimits(), Deadline.after(seconds), scene="DrawCircle", animations=(2, 4))
+    """Range 1 (from animation 2's frame 3 up to animation 4) of a render of the circle script,
+    due in `seconds`."""
+    span = (Position(2, 3), Position(4))
+    spec = RenderSpec(scripts.CIRCLE, "-ql", RenderLimits(), Deadline.after(seconds), scene="DrawCircle", span=span)
     reports = [] if progress is None else progress
     return Range(spec, index=1, frames=12, piece=tmp_path / "piece.mp4", on_progress=reports.append, stopped=threading.Event())
 
@@ -71,7 +73,7 @@ def test_the_piece_comes_back_and_everything_stored_for_it_is_removed(storage, t
     invocations = Invocations(storage)
     work = a_range(tmp_path)
     LambdaRanges(storage, invocations)(work)
-    assert work.piece.read_bytes() == b"piece 1 of 2-4"
+    assert work.piece.read_bytes() == b"piece 1 of [2, 3]-[4, 0]"
     assert [(event["action"], event["index"]) for event in invocations.calls] == [("renderChunk", 1)]
     assert leftovers(storage) == []
 
@@ -145,7 +147,7 @@ def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(configure, 
     group = "0" * 32
     prefix = f"jobs/chunks-{group}/"
     storage.write_json(prefix + "request.json", {"codeContent": LONG, "quality": "-ql"})
-    answer = render_chunk(environment, RenderChunkEvent(group=group, index=0, start=3, end=15), None)
+    answer = render_chunk(environment, RenderChunkEvent(group=group, index=0, start=(3, 5), end=(15, 0)), None)
     assert answer == {"index": 0, "ok": True}
     markers = [data for key, data in storage.writes if key == prefix + "marker.json"]
     assert markers[-1] == {"ok": True}
