@@ -38,11 +38,13 @@ from handler.errors import (
     failure,
     validation_problem,
 )
-from handler.fanout import render_chunk
-from handler.jobs import create_job, load_job, run_job, status_body
+from handler.fanout import give_up_range, render_chunk
+from handler.jobs import cancel_job, create_job, give_up, given_up_if_stalled, load_job, run_job, status_body
 from handler.models import (
     DIRECT_INVOKE,
     JOB_ID_PATTERN,
+    CancelEvent,
+    InvocationFailedEvent,
     RenderChunkEvent,
     RenderRequest,
     RunJobEvent,
@@ -108,10 +110,27 @@ def idempotent_job_id(request: RenderRequest, headers: dict[str, str]) -> str | 
 
 
 def _status(environment: Environment, job_id: str) -> tuple[int, dict[str, Any]]:
-    record = load_job(environment.storage, job_id)
+    storage = environment.storage
+    record = load_job(storage, job_id)
     if record is None:
         return NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"})
-    return 200, status_body(record, environment.storage)
+    return 200, status_body(given_up_if_stalled(record, storage, environment.settings.job_stall_seconds), storage)
+
+
+def _invocation_failed(environment: Environment, event: InvocationFailedEvent) -> dict[str, Any]:
+    """Lambda's record of one of this function's own invocations that failed: its job, or its
+    range, is given up as lost. Anything else it names is only logged (never raised: the
+    failure destination is this function, and a failure here would come back to it)."""
+    logger.warning("An invocation of this function failed", extra={"condition": event.request_context.get("condition")})
+    try:
+        failed = DIRECT_INVOKE.validate_python(event.request_payload, context={"limits": environment.settings.request_limits})
+        if isinstance(failed, RunJobEvent):
+            give_up(environment.storage, failed.job_id)
+        elif isinstance(failed, RenderChunkEvent):
+            give_up_range(environment.storage, failed)
+    except Exception:
+        logger.exception("Could not record the failed invocation")
+    return {"recorded": True}
 
 
 @app.get("/health")
@@ -144,6 +163,11 @@ def render_route() -> Response[dict[str, Any]]:
 @app.get("/api/render/status/<job_id>")
 def job_status(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
     return _json(*_status(current_environment(), job_id))
+
+
+@app.post("/api/render/cancel/<job_id>")
+def job_cancel(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
+    return _json(*cancel_job(current_environment().storage, job_id))
 
 
 @app.exception_handler(RequestValidationError)
@@ -204,8 +228,9 @@ def answer_http(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]
 
 def invoke_directly(environment: Environment, event: Any, context: LambdaContext | None) -> dict[str, Any]:
     """A direct invoke (models.DirectInvoke): a render request body (answered with the
-    response body), a `status` request (answered with the job's status), or this function's
-    own `runJob` and `renderChunk` events.
+    response body), a `status` or `cancel` request (answered as their routes answer), or this
+    function's own `runJob` and `renderChunk` events, and Lambda's records of its own
+    invocations that failed (its failure destination).
 
     A client error is returned with its `statusCode`; a fault of ours is raised.
     """
@@ -222,6 +247,11 @@ def invoke_directly(environment: Environment, event: Any, context: LambdaContext
     if isinstance(message, StatusEvent):
         status, body = _status(environment, message.job_id)
         return body if status == 200 else {"statusCode": status, **body}
+    if isinstance(message, CancelEvent):
+        status, body = cancel_job(environment.storage, message.job_id)
+        return {"statusCode": status, **body}
+    if isinstance(message, InvocationFailedEvent):
+        return _invocation_failed(environment, message)
     if message.run_async:
         accepted = submit_job(environment, message, message.job_id)
         status_request = StatusEvent(job_id=accepted["jobId"]).payload()

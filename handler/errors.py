@@ -15,12 +15,19 @@ from typing import Any
 from handler.observability import logger, record_failure
 from handler.settings import Settings
 from handler.storage import StorageError
-from render import FramePastEnd, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render import FramePastEnd, RenderCancelled, RenderError, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 
 INVALID_REQUEST = 400
 UNAUTHORIZED = 401
 NOT_FOUND = 404
+CONFLICT = 409
 INTERNAL_ERROR = 500
+
+# The error of a job or range whose invocation ended without an answer.
+LOST = {
+    "message": "The render's invocation ended without an answer (it died, timed out or never ran); it was given up.",
+    "errors": {"type": "InvocationLost", "class": "lost"},
+}
 
 MAX_ANSWER_BYTES = 1024 * 1024
 """The largest answer the handler gives, as JSON: an HTTP response, a direct invoke's result,
@@ -143,6 +150,7 @@ _FAILURES: tuple[tuple[type[BaseException], int, str, Callable[[Any], tuple[str,
     (ScriptError, 422, "script_error", _script),
     (FramePastEnd, 400, "request", _said),
     (RenderTimeout, 408, "time_limit", _said),
+    (RenderCancelled, CONFLICT, "cancelled", _said),
     (ResourceLimitExceeded, 413, "resource_limit", _limit),
     (ToolMissing, INTERNAL_ERROR, "internal", _said),  # retrying will not install it: say what is missing
     (RenderError, INTERNAL_ERROR, "internal", _renderer),

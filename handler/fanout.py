@@ -4,9 +4,11 @@ render/ plans and splits a chunked render, and calls `LambdaRanges` once per ran
 once). Each call stores the request under `jobs/chunks-<group>/` and invokes this function with
 a `renderChunk` event; that invocation (`render_chunk`) renders the range, uploads the piece
 there and keeps a marker saying how far it has got (`{"progress": ...}`) and at the end how it
-went (`{"ok": ...}`). The call waits for the marker, retries a range that failed for a reason
-of ours once, fails as a whole render would on a script's error, gives up at the render's
-deadline, downloads the piece for render/ to join, and removes everything it stored.
+went (`{"ok": ..., "seconds": ...}`, with the time it took). The call waits for the marker,
+retries a range that failed for a reason of ours once, fails as a whole render would on a
+script's error, gives up at the render's deadline, downloads the piece for render/ to join,
+and removes everything it stored. Once the request is removed, the range is no longer wanted
+(the render failed elsewhere, or was cancelled): its invocation stops and uploads nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from handler.errors import ChunkFailed, ChunksOverdue, Problem, problem
+from handler.cancel import cancelled_when
+from handler.errors import LOST, ChunkFailed, ChunksOverdue, Problem, problem
 from handler.models import RenderChunkEvent, RenderRequest
 from handler.storage import Storage, StorageError
-from render import Position, Progress, Range, RenderError, RenderSpec, render
+from render import Position, Progress, Range, RenderCancelled, RenderError, RenderSpec, render
 
 if TYPE_CHECKING:
     from handler.environment import Environment
@@ -33,8 +36,11 @@ _BLIND_POLL_SECONDS = 0.25
 _LONGEST_POLL_SECONDS = 1.0
 # A chunk writes its progress to its marker at most this often.
 _PROGRESS_WRITE_SECONDS = 0.5
+# A range that is no longer wanted checks its request before each write; one it began just
+# before the request went has landed after this long.
+_SETTLE_SECONDS = 0.5
 # Failures of these classes may pass; a range that failed so is asked for once more.
-_TRANSIENT = ("storage", "internal")
+_TRANSIENT = ("storage", "internal", "lost")
 
 Invoke = Callable[[dict[str, Any]], None]
 
@@ -50,7 +56,8 @@ class LambdaRanges:
         self._storage = storage
         self._invoke = invoke
 
-    def __call__(self, work: Range) -> None:
+    def __call__(self, work: Range) -> float | None:
+        """Render `work` in another invocation; the seconds that invocation took."""
         assert work.spec.span is not None
         start, end = work.spec.span
         group = uuid.uuid4().hex
@@ -67,17 +74,22 @@ class LambdaRanges:
             }
             self._storage.write_json(prefix + "request.json", request)
             self._invoke(event)
-            self._wait(prefix, event, work)
+            seconds = self._wait(prefix, event, work)
             if not work.stopped.is_set():
                 self._storage.download(piece, work.piece)
+            return seconds
         finally:
-            for key in keys:
+            for key in keys:  # the request first: a range that sees it gone writes nothing more
                 with contextlib.suppress(StorageError):
                     self._storage.delete(key)
+                if work.stopped.is_set() and key == keys[0]:
+                    time.sleep(_SETTLE_SECONDS)  # for a write it began before that to land
 
-    def _wait(self, prefix: str, event: dict[str, Any], work: Range) -> None:
-        """Until the range's marker says it is done; its progress is passed on meanwhile."""
+    def _wait(self, prefix: str, event: dict[str, Any], work: Range) -> float | None:
+        """Until the range's marker says it is done (the seconds its invocations took), or
+        it is no longer wanted (None); its progress is passed on meanwhile."""
         retried = False
+        spent = 0.0  # by a failed invocation of it
         pace = _PollPace(work.frames)
         while not work.stopped.wait(pace.pause):
             marker = self._storage.read_json(prefix + "marker.json")
@@ -86,8 +98,9 @@ class LambdaRanges:
             if progress is not None:
                 work.on_progress(progress)
             elif marker is not None and marker["ok"]:
-                return
+                return spent + (_seconds(marker) or 0.0)
             elif marker is not None:
+                spent += _seconds(marker) or 0.0
                 answer = dict(marker["error"])
                 failed = Problem(int(answer.pop("statusCode")), answer)
                 if failed.error_class not in _TRANSIENT or retried:
@@ -99,6 +112,7 @@ class LambdaRanges:
                 self._invoke(event)
             if work.spec.deadline.passed():
                 raise ChunksOverdue(f"Chunk {work.index} did not come back in time.")
+        return None
 
 
 class _PollPace:
@@ -131,6 +145,13 @@ class _PollPace:
         self.pause = min(max(left / 2, _FIRST_POLL_SECONDS), _LONGEST_POLL_SECONDS)
 
 
+def _seconds(marker: dict[str, Any]) -> float | None:
+    """The seconds a range's invocation says it took (a marker is written by the function,
+    but read as anything stored is: it may be missing or odd)."""
+    seconds = marker.get("seconds")
+    return float(seconds) if isinstance(seconds, int | float) and 0 <= seconds < 86_400 else None
+
+
 def _progress(reported: Any) -> Progress:
     """A chunk's progress report, or none if it is not one."""
     try:
@@ -144,6 +165,7 @@ def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms
     the piece, leave the final marker.
 
     It never sends a range elsewhere again (the recursion guard): it renders in its worker."""
+    started = time.monotonic()
     storage, settings = environment.storage, environment.settings
     prefix = _prefix(event.group)
     marker_key = prefix + "marker.json"
@@ -151,28 +173,46 @@ def render_chunk(environment: Environment, event: RenderChunkEvent, remaining_ms
 
     def report(progress: Progress) -> None:
         nonlocal last_write
-        if time.monotonic() - last_write < _PROGRESS_WRITE_SECONDS:
+        if time.monotonic() - last_write < _PROGRESS_WRITE_SECONDS or cancelled.is_set() or unwanted():
             return
         last_write = time.monotonic()
         with contextlib.suppress(StorageError):  # progress is a courtesy; the render goes on
             storage.write_json(marker_key, {"progress": progress.counts()})
 
+    def unwanted() -> bool:
+        return not storage.exists(prefix + "request.json")
+
     try:
         stored = storage.read_json(prefix + "request.json") or {}
         request = RenderRequest.model_validate(stored, context={"limits": settings.request_limits})
-        spec = RenderSpec(
-            code=request.code_content,
-            quality=request.quality,
-            limits=settings.render_limits,
-            deadline=settings.render_deadline(remaining_ms),
-            scene=request.scene_name,
-            span=(Position(*event.start), Position(*event.end)),
-            output=request.output(),
-        )
-        with render(environment.worker, spec, on_progress=report) as video:
-            storage.put_video(video.path, f"{prefix}piece.{request.format or 'mp4'}")
+        with cancelled_when(unwanted) as cancelled:  # the render it belongs to removes the request
+            spec = RenderSpec(
+                code=request.code_content,
+                quality=request.quality,
+                limits=settings.render_limits,
+                deadline=settings.render_deadline(remaining_ms, cancelled),
+                scene=request.scene_name,
+                span=(Position(*event.start), Position(*event.end)),
+                output=request.output(),
+            )
+            with render(environment.worker, spec, on_progress=report) as video:
+                if cancelled.is_set() or unwanted():
+                    raise RenderCancelled()
+                storage.put_video(video.path, f"{prefix}piece.{request.format or 'mp4'}")
         marker: dict[str, Any] = {"ok": True}
+    except RenderCancelled:
+        return {"index": event.index, "ok": False}  # nobody reads a marker now: none is left behind
     except (RenderError, StorageError) as error:
         marker = {"ok": False, "error": problem(error).answer()}
+    marker["seconds"] = round(time.monotonic() - started, 3)
     storage.write_json(marker_key, marker)
     return {"index": event.index, "ok": marker["ok"]}
+
+
+def give_up_range(storage: Storage, event: RenderChunkEvent) -> None:
+    """The range's invocation failed without an answer (Lambda told the failure destination):
+    say so in its marker, as `lost`, if the render still wants it."""
+    prefix = _prefix(event.group)
+    if storage.exists(prefix + "request.json"):
+        lost = Problem(500, LOST)
+        storage.write_json(prefix + "marker.json", {"ok": False, "error": lost.answer()})

@@ -1,34 +1,49 @@
 """Async render jobs: a record per job beside the videos, and the run that fills it in.
 
 A job is created `queued` and handed to a dispatcher; the run moves it through `rendering`
-(with progress) and `uploading` to `succeeded` or `failed`. Records live in the same storage
-as the videos (`jobs/<jobId>.json`), so no other service is needed and the bucket's lifecycle
-rule expires them.
+(with progress) and `uploading` to `succeeded`, `failed` or `cancelled`. Records live in the
+same storage as the videos (`jobs/<jobId>.json`), so no other service is needed and the
+bucket's lifecycle rule expires them.
+
+Every job ends. While it runs, its run touches the record every few seconds; a record that
+shows no sign of life for `JOB_STALL_SECONDS` belongs to a run that ended without an answer
+(its invocation died, timed out or was never delivered), and is reported `failed` with error
+class `lost` when it is next read, or at once when Lambda tells the failure destination.
+A cancel is a key beside the record (`jobs/<jobId>.cancel.json`) that the run looks for
+every second.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from handler.errors import failure
+from handler.cancel import LOOK_SECONDS, cancelled_when
+from handler.errors import CONFLICT, LOST, NOT_FOUND, error_body, failure
 from handler.models import RenderRequest
 from handler.observability import logger
 from handler.pipeline import render_and_store
 from handler.storage import Storage
+from render import RenderCancelled
 
 if TYPE_CHECKING:
     from handler.environment import Environment
 
-Status = Literal["queued", "rendering", "uploading", "succeeded", "failed"]
+Status = Literal["queued", "rendering", "uploading", "succeeded", "failed", "cancelled"]
+ENDED: frozenset[Status] = frozenset({"succeeded", "failed", "cancelled"})
 # Progress is written to the record at most this often while a job renders.
 _PROGRESS_WRITE_SECONDS = 1.0
 
 
 def job_key(job_id: str) -> str:
     return f"jobs/{job_id}.json"
+
+
+def cancel_key(job_id: str) -> str:
+    return f"jobs/{job_id}.cancel.json"
 
 
 class JobRecord(BaseModel):
@@ -48,6 +63,13 @@ class JobRecord(BaseModel):
     def save(self, storage: Storage) -> None:
         self.updated_at = time.time()
         storage.write_json(job_key(self.job_id), self.model_dump(by_alias=True))
+
+    def end(self, storage: Storage, status: Status, *, result: dict[str, Any] | None = None, error: Any = None) -> None:
+        """Record how the job ended."""
+        self.status, self.result, self.error = status, result, error
+        if status == "succeeded" and self.progress is not None:
+            self.progress = {**self.progress, "percent": 100, "etaSeconds": 0}
+        self.save(storage)
 
 
 def load_job(storage: Storage, job_id: str) -> JobRecord | None:
@@ -72,6 +94,38 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
     return (existing or record), False
 
 
+def given_up_if_stalled(record: JobRecord, storage: Storage, stall_seconds: float) -> JobRecord:
+    """The record, marked `failed` (class `lost`) if it has not ended and shows no sign of
+    life for `stall_seconds`."""
+    if record.status not in ENDED and time.time() - record.updated_at > stall_seconds:
+        logger.warning("Job lost", extra={"job_id": record.job_id, "status": record.status})
+        record.end(storage, "failed", error=LOST)
+    return record
+
+
+def give_up(storage: Storage, job_id: str) -> None:
+    """Mark the job `failed` (class `lost`) unless it has ended: its invocation failed."""
+    record = load_job(storage, job_id)
+    if record is not None and record.status not in ENDED:
+        record.end(storage, "failed", error=LOST)
+
+
+def cancel_job(storage: Storage, job_id: str) -> tuple[int, dict[str, Any]]:
+    """Ask the job to stop: 404 for an unknown job, 409 for one that has ended; a queued job
+    is cancelled at once (200), a running one stops within seconds (202)."""
+    record = load_job(storage, job_id)
+    if record is None:
+        return NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"})
+    if record.status in ENDED:
+        ended = {"type": "JobEnded", "status": record.status}
+        return CONFLICT, error_body(f"Job {job_id!r} has already ended: {record.status}.", ended)
+    storage.write_json(cancel_key(job_id), {"requestedAt": time.time()})
+    if record.status == "queued":
+        record.end(storage, "cancelled")
+        return 200, status_body(record, storage)
+    return 202, {**status_body(record, storage), "cancelRequested": True}
+
+
 def status_body(record: JobRecord, storage: Storage) -> dict[str, Any]:
     """What `GET /api/render/status/{jobId}` answers: the record without the request, and on
     success the result with a fresh URL."""
@@ -85,35 +139,72 @@ def status_body(record: JobRecord, storage: Storage) -> dict[str, Any]:
 
 def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> None:
     """Render a queued job and record how it went. A job that is not queued (a repeated
-    delivery) is left alone. Faults of ours are recorded, then raised."""
-    storage = environment.storage
+    delivery, or one given up or cancelled meanwhile) is left alone. Faults of ours are
+    recorded, then raised."""
+    storage, settings = environment.storage, environment.settings
     record = load_job(storage, job_id)
     if record is None or record.status != "queued":
         logger.info("Job not queued; nothing to do", extra={"job_id": job_id})
         return
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(job_id=job_id)
-    request = RenderRequest.model_validate(record.request, context={"limits": environment.settings.request_limits})
-    last_write = 0.0
+    if storage.exists(cancel_key(job_id)):
+        record.end(storage, "cancelled")
+        return
+    request = RenderRequest.model_validate(record.request, context={"limits": settings.request_limits})
+    written = threading.Lock()  # the run and its look for a cancel both write the record
+    last_write = touched = time.monotonic()
+    readable = ReadableProgress()
+    beat = min(5.0, settings.job_stall_seconds / 6)
 
     def on_stage(stage: str, progress: dict[str, Any] | None) -> None:
         nonlocal last_write
         if stage == record.status and (progress is None or time.monotonic() - last_write < _PROGRESS_WRITE_SECONDS):
             return
-        record.status = stage  # type: ignore[assignment]
-        record.progress = progress if progress is not None else record.progress
-        last_write = time.monotonic()
-        record.save(storage)
+        with written:
+            record.status = stage  # type: ignore[assignment]
+            record.progress = readable.read(progress) if progress is not None else record.progress
+            last_write = time.monotonic()
+            record.save(storage)
+
+    def alive_and_unwanted() -> bool:
+        """Touch the record every `beat` (the run's sign of life); whether a cancel was asked for."""
+        nonlocal touched
+        if time.monotonic() - touched >= beat:
+            with written:
+                record.save(storage)
+            touched = time.monotonic()
+        return storage.exists(cancel_key(job_id))
 
     try:
-        response = render_and_store(environment, request, remaining_ms, on_stage)
+        with cancelled_when(alive_and_unwanted, every=min(LOOK_SECONDS, beat)) as cancelled:
+            response = render_and_store(environment, request, remaining_ms, on_stage, cancelled)
+    except RenderCancelled:
+        record.end(storage, "cancelled")
+        return
     except Exception as error:
         failed = failure(error)
-        record.status, record.error = "failed", failed.answer()
-        record.save(storage)
+        record.end(storage, "failed", error=failed.answer())
         if failed.status >= 500:
             raise
         return
-    record.status = "succeeded"
-    record.result = response.body()
-    record.save(storage)
+    record.end(storage, "succeeded", result=response.body())
+
+
+class ReadableProgress:
+    """A render's progress counts, with what a person reads: `percent` of the frames (which
+    never goes back, and reaches 100 only when the job has succeeded) and `etaSeconds` at the
+    pace so far."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._percent = 0
+
+    def read(self, counts: dict[str, Any]) -> dict[str, Any]:
+        total, frames = counts.get("totalFrames"), counts.get("frames", 0)
+        if not total:
+            return counts
+        self._percent = max(self._percent, min(99, frames * 100 // total))
+        elapsed = time.monotonic() - self._started
+        eta = round(elapsed / frames * max(total - frames, 0), 1) if frames else None
+        return {**counts, "percent": self._percent, "etaSeconds": eta}

@@ -148,6 +148,10 @@ class Timings(BaseModel):
     join_seconds: float = Field(0.0, alias="joinSeconds")
     upload_seconds: float = Field(alias="uploadSeconds")
     total_seconds: float = Field(alias="totalSeconds")
+    # This invocation's time and its chunk invocations', as Lambda bills them, and their price
+    # at the deployment's `PRICE_PER_GB_SECOND` (requests' own charge left out).
+    billed_seconds: float = Field(0.0, alias="billedSeconds")
+    estimated_cost_usd: float = Field(0.0, alias="estimatedCostUsd")
 
 
 class RenderResponse(BaseModel):
@@ -213,6 +217,13 @@ class StatusEvent(_Event):
     job_id: JobId = Field(alias="jobId")
 
 
+class CancelEvent(_Event):
+    """`{"action": "cancel", "jobId": ...}`: stop a job, as `POST /api/render/cancel/{jobId}`."""
+
+    action: Literal["cancel"] = "cancel"
+    job_id: JobId = Field(alias="jobId")
+
+
 class RunJobEvent(_Event):
     """This function's own invocation that runs an async job."""
 
@@ -235,17 +246,30 @@ class RenderChunkEvent(_Event):
     end: tuple[_Count, _Count]
 
 
+class InvocationFailedEvent(_Event):
+    """What Lambda sends an asynchronous invocation's failure destination (the template makes
+    it this function) when one of this function's own invocations failed, timed out or aged
+    out in the queue: the event it was sent, and why (`requestContext.condition`)."""
+
+    request_payload: dict[str, Any] = Field(alias="requestPayload")
+    request_context: dict[str, Any] = Field(alias="requestContext")
+
+
 def _action(event: Any) -> str | None:
     if not isinstance(event, dict):
         return None
+    if "requestPayload" in event and isinstance(event.get("requestContext"), dict):
+        return "invocationFailed"
     return event.get("action", "render") if isinstance(event.get("action", "render"), str) else None
 
 
 DirectInvoke = Annotated[
     Annotated[RenderRequest, Tag("render")]
     | Annotated[StatusEvent, Tag("status")]
+    | Annotated[CancelEvent, Tag("cancel")]
     | Annotated[RunJobEvent, Tag("runJob")]
-    | Annotated[RenderChunkEvent, Tag("renderChunk")],
+    | Annotated[RenderChunkEvent, Tag("renderChunk")]
+    | Annotated[InvocationFailedEvent, Tag("invocationFailed")],
     Discriminator(_action, custom_error_type="invalid_action", custom_error_message="Unknown or missing action"),
 ]
 DIRECT_INVOKE: TypeAdapter[DirectInvoke] = TypeAdapter(DirectInvoke)

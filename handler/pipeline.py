@@ -8,6 +8,8 @@ uploaded under the cache's key.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
@@ -17,7 +19,7 @@ from handler.cache import acquire_lease, cache_key, release_lease
 from handler.models import CheckResponse, RenderRequest, RenderResponse, Timings
 from handler.observability import logger, record_count, record_seconds, tracer
 from handler.storage import Storage
-from render import Progress, RenderSpec, check, choose_scene, render
+from render import Progress, RenderCancelled, RenderSpec, check, choose_scene, render
 
 if TYPE_CHECKING:
     from handler.environment import Environment
@@ -44,11 +46,13 @@ def render_and_store(
     request: RenderRequest,
     remaining_ms: int | None,
     on_stage: StageCallback | None = None,
+    cancelled: threading.Event | None = None,
 ) -> RenderResponse | CheckResponse:
     """Answer from the cache, or render the request's scene, upload it and say where it is
     (or for a dry run, check that the script runs and say how long its scene is).
 
-    Raises render.RenderError for a script that does not render within its limits,
+    Raises render.RenderError for a script that does not render within its limits (and
+    RenderCancelled once `cancelled` is set, before anything is uploaded),
     handler.storage.StorageError when storage fails, and handler.errors.ChunkFailed or
     ChunksOverdue when a range sent to another invocation failed or did not come back.
     """
@@ -63,7 +67,7 @@ def render_and_store(
     logger.thread_safe_append_keys(scene=scene, quality=request.quality)
     if request.cache and (stored := _stored(storage, request, video_id, scene)) is not None:
         return _cache_hit(environment, request, stored, scene, started)
-    deadline = settings.render_deadline(remaining_ms)
+    deadline = settings.render_deadline(remaining_ms, cancelled)
     lease = None
     if request.cache:
         lease = acquire_lease(storage, key, deadline.seconds_left() + settings.upload_margin_seconds)
@@ -99,6 +103,8 @@ def render_and_store(
         ):
             segment.put_annotation("scene", scene)
             logger.info("Rendered", extra={"render_seconds": round(video.render_seconds, 3)})
+            if deadline.cancelled.is_set():
+                raise RenderCancelled()
             stage("uploading", None)
             upload_started = time.monotonic()
             key = video_key(video_id, scene, video.path.suffix)
@@ -110,12 +116,16 @@ def render_and_store(
             release_lease(storage, lease)
     record_seconds("RenderTime", video.render_seconds)
     record_seconds("UploadTime", upload_seconds)
+    total_seconds = time.monotonic() - started
+    billed = math.ceil((total_seconds + video.elsewhere_seconds) * 1000) / 1000  # Lambda bills by the millisecond
     timings = Timings(
         plan_seconds=round(video.plan_seconds, 3),
         render_seconds=round(video.render_seconds, 3),
         join_seconds=round(video.join_seconds, 3),
         upload_seconds=round(upload_seconds, 3),
-        total_seconds=round(time.monotonic() - started, 3),
+        total_seconds=round(total_seconds, 3),
+        billed_seconds=billed,
+        estimated_cost_usd=round(settings.cost_of(billed), 8),
     )
     return _answer(environment, request, key, scene, cached=False, timings=timings, chunks=video.chunks, frames=video.frames)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,11 @@ class Settings(BaseModel):
     max_fps: int = Field(60, alias="MAX_FPS", ge=1, le=240)
     job_dispatch: Literal["auto", "lambda", "local"] = Field("auto", alias="JOB_DISPATCH")
     local_job_workers: int = Field(2, alias="LOCAL_JOB_WORKERS", ge=1, le=16)
+    job_stall_seconds: float = Field(60.0, alias="JOB_STALL_SECONDS", ge=5)
+    # Lambda's price per GB-second (x86, us-east-1, first tier) and the function's memory, for
+    # the estimated cost in `timings` (Lambda sets the memory; 3008 MB elsewhere).
+    price_per_gb_second: float = Field(0.0000166667, alias="PRICE_PER_GB_SECOND", ge=0)
+    function_memory_mb: int = Field(3008, alias="AWS_LAMBDA_FUNCTION_MEMORY_SIZE", ge=128)
     lambda_endpoint_url: str | None = Field(None, alias="LAMBDA_ENDPOINT_URL")
     function_name: str | None = Field(None, alias="AWS_LAMBDA_FUNCTION_NAME")
     runtime_api: str | None = Field(None, alias="AWS_LAMBDA_RUNTIME_API", repr=False)
@@ -72,15 +78,19 @@ class Settings(BaseModel):
         aliases = {field.alias for field in cls.model_fields.values()}
         return cls.model_validate({key: value for key, value in os.environ.items() if key in aliases and value})
 
-    def render_deadline(self, remaining_ms: int | None) -> Deadline:
+    def render_deadline(self, remaining_ms: int | None, cancelled: threading.Event | None = None) -> Deadline:
         """When a render started now must be done: after the setting, but never past the
-        invocation's deadline less the time kept back for the upload."""
+        invocation's deadline less the time kept back for the upload; or once `cancelled`."""
         if remaining_ms is None:
-            return Deadline.after(self.render_timeout_seconds or LOCAL_RENDER_TIMEOUT_SECONDS)
+            return Deadline.after(self.render_timeout_seconds or LOCAL_RENDER_TIMEOUT_SECONDS, cancelled)
         budget = remaining_ms / 1000 - self.upload_margin_seconds
         if self.render_timeout_seconds is not None:
             budget = min(budget, self.render_timeout_seconds)
-        return Deadline.after(max(budget, Deadline.MIN_SECONDS))
+        return Deadline.after(max(budget, Deadline.MIN_SECONDS), cancelled)
+
+    def cost_of(self, seconds: float) -> float:
+        """The estimated price of running this function for `seconds`, in US dollars."""
+        return seconds * self.function_memory_mb / 1024 * self.price_per_gb_second
 
     @property
     def dispatches_to_lambda(self) -> bool:

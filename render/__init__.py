@@ -11,6 +11,7 @@ from render.client import QUALITY_FLAGS, QUALITY_PRESETS, WorkerClient
 from render.engine import Checked, Range, Rendered, RenderSpec, RunRange, check, render
 from render.errors import (
     FramePastEnd,
+    RenderCancelled,
     RendererFailed,
     RenderError,
     RenderTimeout,
@@ -41,6 +42,7 @@ __all__ = [
     "Position",
     "Progress",
     "Range",
+    "RenderCancelled",
     "RenderError",
     "RenderLimits",
     "RenderSpec",

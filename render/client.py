@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from render.chunks import Plan, Span
-from render.errors import RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
+from render.errors import RenderCancelled, RendererFailed, RenderTimeout, ResourceLimitExceeded, ScriptError, ToolMissing
 from render.leftovers import Leftovers, LeftoversRemain
 from render.limits import Deadline, RenderLimits
 from render.messages import (
@@ -204,15 +204,17 @@ class WorkerClient:
         with self._lock:
             self._stop()
 
-    def _run(self, root: Path, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
+    def _run(self, root: Path, task: Task, on_progress: ProgressCallback | None, cancelled: threading.Event) -> TaskDone:
         with self._lock:
+            if cancelled.is_set():
+                raise RenderCancelled()
             if self._process is None or self._process.poll() is not None:
                 self._stop()
                 self._spawn()
             self._clear_leftovers(root)
             self._hand_over(root, to=self.user)
             try:
-                return self._exchange(task, on_progress)
+                return self._exchange(task, on_progress, cancelled)
             finally:
                 self._clear_leftovers(root)
                 self._hand_over(root, to=None)  # the next task's user cannot touch this one's files
@@ -227,10 +229,14 @@ class WorkerClient:
             for name in (folder, *(os.path.join(folder, entry) for entry in (*subfolders, *names))):
                 os.lchown(name, uid, uid)
 
-    def _exchange(self, task: Task, on_progress: ProgressCallback | None) -> TaskDone:
-        """Send the task and wait for its answer, passing its progress on."""
-        assert self._requests is not None and self._replies is not None
+    def _exchange(self, task: Task, on_progress: ProgressCallback | None, cancelled: threading.Event) -> TaskDone:
+        """Send the task and wait for its answer, passing its progress on. If `cancelled` is
+        set meanwhile, the worker is killed with everything below it (it is started again for
+        the next task) and RenderCancelled raised."""
+        assert self._requests is not None and self._replies is not None and self._process is not None
         deadline = time.monotonic() + task.timeout_seconds + _REPLY_GRACE_SECONDS
+        answered = threading.Event()
+        threading.Thread(target=_kill_when, args=(cancelled, answered, self._process), daemon=True).start()
         try:
             self._requests.send(task)
             reply = self._replies.receive(FROM_WORKER, deadline)
@@ -240,6 +246,11 @@ class WorkerClient:
                 reply = self._replies.receive(FROM_WORKER, deadline)
         except (OSError, MessageError):
             reply = None
+        finally:
+            answered.set()
+        if cancelled.is_set():  # its parts may have been killed before the worker: no answer counts
+            self._stop()
+            raise RenderCancelled()
         if not isinstance(reply, TaskDone) or len(reply.outcomes) != len(task.parts):
             self._stop()
             self.restarts += 1
@@ -300,7 +311,7 @@ class WorkerClient:
             parts=parts,
             output=output,
         )
-        return self._run(root, task, on_progress).outcomes, round(timeout, 1)
+        return self._run(root, task, on_progress, deadline.cancelled).outcomes, round(timeout, 1)
 
     def plan(
         self,
@@ -406,6 +417,19 @@ class WorkerClient:
         )
         (outcome,), timeout = self._parts(root, scene, quality, limits, deadline, [part])
         return _video(outcome, root / "work", limits, timeout)
+
+
+# How often a running task looks whether it has been cancelled.
+_CANCEL_CHECK_SECONDS = 0.1
+
+
+def _kill_when(cancelled: threading.Event, answered: threading.Event, worker: subprocess.Popen[bytes]) -> None:
+    """Kill `worker` and everything below it if `cancelled` is set before `answered`."""
+    while not answered.is_set():
+        if cancelled.wait(_CANCEL_CHECK_SECONDS) and not answered.is_set():
+            kill_descendants(worker.pid)
+            worker.kill()
+            return
 
 
 def _task_file(reported: str, workspace: Path, what: str, error_type: str) -> Path:

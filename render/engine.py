@@ -13,14 +13,14 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from render.chunks import Plan, Span, choose_chunks, split
 from render.client import QUALITY_PRESETS, Made, ProgressCallback, WorkerClient
-from render.errors import FramePastEnd, RendererFailed
+from render.errors import FramePastEnd, RenderCancelled, RendererFailed
 from render.limits import Deadline, RenderLimits
 from render.messages import PRESET_OUTPUT, Output, Progress
 from render.scenes import choose_scene
@@ -52,6 +52,7 @@ class Rendered:
     chunks: int = 1
     join_seconds: float = 0.0  # joining pieces rendered elsewhere
     frames: int | None = None  # in the video (1 for a still)
+    elsewhere_seconds: float = 0.0  # what the ranges took where `run_range` sent them (other invocations)
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def _joinable(output: Output, plan: Plan | None = None) -> bool:
         return False
     return output.format != "webm" or not (output.transparent or (plan is not None and plan.soundtrack is not None))
 
-# Renders a range elsewhere and writes its piece; raises if it cannot.
-RunRange = Callable[[Range], None]
+# Renders a range elsewhere and writes its piece; says how long that took there (None: not
+# known); raises if it cannot.
+RunRange = Callable[[Range], float | None]
 
 
 @contextmanager
@@ -107,10 +109,11 @@ def render(
     `chunks` (a number or "auto", at most `max_chunks`) asks for a chunked render: a plan
     pass counts each animation's frames, and a scene too short to benefit renders whole, as
     does one in a format whose pieces cannot be joined without re-encoding (MP4's, MOV's and
-    WebM's without alpha or sound can).
+    WebM's without alpha or sound can). A video render with `on_progress` is planned too, so
+    that its progress says how many frames there are in all (`total_frames`).
     Raises ScriptError for a script that cannot render, RenderTimeout past the deadline,
-    ResourceLimitExceeded past another limit, RendererFailed for a fault of ours, and
-    whatever `run_range` raises.
+    ResourceLimitExceeded past another limit, RenderCancelled once `spec.deadline` is
+    cancelled, RendererFailed for a fault of ours, and whatever `run_range` raises.
     """
     scene = choose_scene(spec.code, spec.scene)
     spec = replace(spec, scene=scene)
@@ -119,7 +122,8 @@ def render(
         with _frame(worker, spec, spec.frame_at) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=1)
         return
-    if chunks == 1 or spec.span is not None or not _joinable(spec.output):
+    counted = on_progress is not None and spec.output.format != "png"
+    if spec.span is not None or not (counted or (chunks != 1 and _joinable(spec.output))):
         ranges = [spec.span] if spec.span is not None else None
         with _in_worker(worker, spec, ranges, None, on_progress) as made:
             yield Rendered(made.path, scene, time.monotonic() - started, frames=made.frames)
@@ -127,21 +131,32 @@ def render(
     with tempfile.TemporaryDirectory(prefix="plan-", dir=worker.scratch) as scratch:
         plan = _plan(worker, spec, Path(scratch))
         plan_seconds = time.monotonic() - started
+        told = _with_total(on_progress, sum(plan.frames))
         wanted = choose_chunks(plan.frames, chunks, max_chunks, _frame_rate(spec)) if _joinable(spec.output, plan) else 1
         ranges = split(plan, wanted) if wanted > 1 else []  # fewer where it has fewer places to cut
         count = max(1, len(ranges))
         rendering = time.monotonic()
+        elsewhere = 0.0
         if count == 1:
-            video = _in_worker(worker, spec, None, None, on_progress)
+            video = _in_worker(worker, spec, None, None, told)
         elif run_range is None:
-            video = _in_worker(worker, spec, ranges, plan, on_progress)
+            video = _in_worker(worker, spec, ranges, plan, told)
         else:
-            video = _elsewhere(worker, spec, plan, ranges, run_range, on_progress, Path(scratch))
+            elsewhere = _run_ranges(spec, plan, ranges, run_range, told or (lambda _progress: None), Path(scratch))
+            video = _join(worker, spec, plan, len(ranges), Path(scratch))
         joining = time.monotonic()
         with video as made:
             join_seconds = time.monotonic() - joining if run_range is not None and count > 1 else 0.0
             frames = made.frames if count == 1 else sum(plan.frames)
-            yield Rendered(made.path, scene, time.monotonic() - rendering, plan_seconds, count, join_seconds, frames)
+            rendered = time.monotonic() - rendering
+            yield Rendered(made.path, scene, rendered, plan_seconds, count, join_seconds, frames, elsewhere)
+
+
+def _with_total(on_progress: ProgressCallback | None, total: int) -> ProgressCallback | None:
+    """`on_progress`, told the plan's count of frames with each report."""
+    if on_progress is None:
+        return None
+    return lambda progress: on_progress(progress.model_copy(update={"total_frames": total}))
 
 
 def check(worker: WorkerClient, spec: RenderSpec) -> Checked:
@@ -220,22 +235,21 @@ def _in_worker(
     )
 
 
-def _elsewhere(
-    worker: WorkerClient,
-    spec: RenderSpec,
-    plan: Plan,
-    ranges: list[Span],
-    run_range: RunRange,
-    on_progress: ProgressCallback | None,
-    scratch: Path,
-) -> AbstractContextManager[Made]:
-    """Each range rendered by `run_range`, all at once; then the pieces' join in the worker
-    (which runs when the block is entered)."""
+def _pieces(spec: RenderSpec, count: int, scratch: Path) -> list[Path]:
+    """Where the pieces of ranges rendered elsewhere are written, in order."""
+    return [scratch / f"piece-{index}.{spec.output.format or 'mp4'}" for index in range(count)]
+
+
+def _join(worker: WorkerClient, spec: RenderSpec, plan: Plan, count: int, scratch: Path) -> AbstractContextManager[Made]:
+    """The pieces of ranges rendered elsewhere, joined in the worker (when the block is entered)."""
     assert spec.scene is not None
-    pieces = [scratch / f"piece-{index}.{spec.output.format or 'mp4'}" for index in range(len(ranges))]
-    _run_ranges(spec, plan, ranges, pieces, run_range, on_progress or (lambda _progress: None))
     return worker.join(
-        pieces, scene=spec.scene, quality=spec.quality, limits=spec.limits, deadline=spec.deadline, soundtrack=plan.soundtrack
+        _pieces(spec, count, scratch),
+        scene=spec.scene,
+        quality=spec.quality,
+        limits=spec.limits,
+        deadline=spec.deadline,
+        soundtrack=plan.soundtrack,
     )
 
 
@@ -243,11 +257,14 @@ def _run_ranges(
     spec: RenderSpec,
     plan: Plan,
     ranges: list[Span],
-    pieces: list[Path],
     run_range: RunRange,
     on_progress: ProgressCallback,
-) -> None:
-    """Run every range at once. The first failure stops the others and is raised."""
+    scratch: Path,
+) -> float:
+    """Render every range at once with `run_range`, each into its piece; the seconds they took
+    there, together. The first failure (or the render's cancellation) stops the others and is
+    raised."""
+    pieces = _pieces(spec, len(ranges), scratch)
     stopped = threading.Event()
     tally = _Tally(len(ranges), on_progress)
     work = [
@@ -262,23 +279,36 @@ def _run_ranges(
         for index, (start, end) in enumerate(ranges)
     ]
 
-    def run(one: Range) -> None:
-        run_range(one)
+    def run(one: Range) -> float:
+        seconds = run_range(one) or 0.0
         assert one.spec.span is not None
         start, end = one.spec.span  # the animations that end in the range are done
         tally.done(one.index, Progress(animations=end.animation - start.animation, frames=one.frames))
+        return seconds
 
-    with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="range") as pool:
+    with ThreadPoolExecutor(max_workers=len(work) + 1, thread_name_prefix="range") as pool:
         futures = [pool.submit(run, one) for one in work]
+        pool.submit(_stop_when_cancelled, spec.deadline.cancelled, stopped, futures)
         finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((future for future in futures if future in finished and future.exception()), None)
         if failed is not None:
             stopped.set()
             wait(futures)
             raise failed.exception()  # type: ignore[misc]
+    if spec.deadline.cancelled.is_set():
+        raise RenderCancelled()
     missing = [str(index) for index, piece in enumerate(pieces) if not piece.is_file()]
     if missing:
         raise RendererFailed(f"Chunks {', '.join(missing)} came back without a video.")
+    return sum(future.result() for future in futures)
+
+
+def _stop_when_cancelled(cancelled: threading.Event, stopped: threading.Event, futures: list[Future[float]]) -> None:
+    """Set `stopped` (every range gives up) once the render is cancelled, until all are done."""
+    while not all(future.done() for future in futures):
+        if cancelled.wait(0.1):
+            stopped.set()
+            return
 
 
 class _Tally:

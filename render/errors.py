@@ -67,6 +67,16 @@ class FramePastEnd(RenderError):
         return {"type": "FramePastEnd", "duration": self.duration}
 
 
+class RenderCancelled(RenderError):
+    """The render was stopped because its caller no longer wants it (a cancelled job)."""
+
+    def __init__(self) -> None:
+        super().__init__("The render was cancelled.")
+
+    def details(self) -> dict[str, Any]:
+        return {"type": "Cancelled"}
+
+
 class RenderTimeout(RenderError):
     """The render ran past its time limit and was stopped, with everything it started."""
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -18,20 +19,23 @@ class RenderLimits:
 
 @dataclass(frozen=True)
 class Deadline:
-    """The moment, on the monotonic clock, by which a piece of work must be done.
+    """The moment, on the monotonic clock, by which a piece of work must be done, and the
+    signal that it is no longer wanted at all (`cancelled`, set by whoever may cancel it).
 
     Every step of a render (plan, ranges, join) takes its time limit from the same deadline,
-    so that what one step spends is not given again to the next.
+    so that what one step spends is not given again to the next, and stops when it is
+    cancelled.
     """
 
     at: float
+    cancelled: threading.Event = field(default_factory=threading.Event, compare=False)
 
     # However little time is left, a step started now is given at least this long.
     MIN_SECONDS = 1.0
 
     @classmethod
-    def after(cls, seconds: float) -> Deadline:
-        return cls(time.monotonic() + seconds)
+    def after(cls, seconds: float, cancelled: threading.Event | None = None) -> Deadline:
+        return cls(time.monotonic() + seconds, cancelled or threading.Event())
 
     def seconds_left(self) -> float:
         """The time limit of a step started now."""

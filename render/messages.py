@@ -154,12 +154,14 @@ class Ready(Message):
 
 
 class Progress(Message):
-    """How far a render has got: animations played and frames made, and for a chunked
-    render how many chunks there are and how many are done."""
+    """How far a render has got: animations played and frames made, of how many frames in
+    all (when a plan counted them), and for a chunked render how many chunks there are and
+    how many are done."""
 
     kind: Literal["progress"] = "progress"
     animations: NonNegativeInt = 0
     frames: NonNegativeInt = 0
+    total_frames: NonNegativeInt | None = Field(None, alias="totalFrames")
     chunks: NonNegativeInt | None = None
     chunks_done: NonNegativeInt | None = Field(None, alias="chunksDone")
 

@@ -23,7 +23,7 @@ def wait_for_job(job_id: str, seconds: float = 120) -> tuple[dict, list[dict]]:
         status, body = http("GET", f"/api/render/status/{job_id}")
         assert status == 200, body
         seen.append(body)
-        if body["status"] in ("succeeded", "failed"):
+        if body["status"] in ("succeeded", "failed", "cancelled"):
             return body, seen
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} did not end: {seen[-1]}")

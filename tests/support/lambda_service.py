@@ -7,7 +7,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,23 @@ class LambdaService:
     targets: list[LambdaRuntime] = field(default_factory=list)
     received: list[dict[str, Any]] = field(default_factory=list)
     delivered: list[Delivery] = field(default_factory=list)
+    # What happens to an event instead of its delivery: None delivers it; "dropped" loses it
+    # silently (an invocation that never ran and was never reported); any other condition
+    # ("EventAgeExceeded", "RetriesExhausted") delivers Lambda's failure record for it instead,
+    # as Lambda sends one to the failure destination the template names (this function).
+    fate: Callable[[dict[str, Any]], str | None] = lambda _event: None
+
+
+def failure_record(event: dict[str, Any], condition: str) -> dict[str, Any]:
+    """What Lambda sends an asynchronous invocation's failure destination about `event`."""
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {"requestId": "stand-in", "functionArn": "function", "condition": condition, "approximateInvokeCount": 1},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "stand-in"},
+    }
 
 
 @dataclass(frozen=True)
@@ -93,10 +110,16 @@ def lambda_service(*, one_at_a_time: bool = False) -> Iterator[LambdaService]:
 
     def deliver() -> None:
         while (payload := pending.get()) is not None:
+            event = json.loads(payload)
+            condition = service.fate(event)
+            if condition == "dropped":
+                continue
+            if condition is not None:
+                event = failure_record(event, condition)
             if one_at_a_time:
-                deliver_in_turn(json.loads(payload))
+                deliver_in_turn(event)
             else:
-                threading.Thread(target=deliver_one, args=(json.loads(payload),), daemon=True).start()
+                threading.Thread(target=deliver_one, args=(event,), daemon=True).start()
 
     server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
     threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]

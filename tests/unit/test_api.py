@@ -49,7 +49,14 @@ def test_render_answers_with_the_seeds_fields_and_a_fetchable_video(name, local_
     assert body["message"] == "Video created and uploaded successfully."
     assert body["s3Key"].startswith("videos/") and body["s3Key"].endswith("/SquareToCircle.mp4")
     assert (body["bucket"], body["sceneName"], body["quality"]) == ("local", "SquareToCircle", "-ql")
-    assert set(body["timings"]) == {"planSeconds", "renderSeconds", "joinSeconds", "uploadSeconds", "totalSeconds"}
+    timings = body["timings"]
+    assert set(timings) == {
+        *("planSeconds", "renderSeconds", "joinSeconds", "uploadSeconds", "totalSeconds"),
+        *("billedSeconds", "estimatedCostUsd"),
+    }
+    # Billed by the millisecond at 3008 MB and the default price.
+    assert timings["billedSeconds"] >= timings["totalSeconds"] > 0
+    assert timings["estimatedCostUsd"] == pytest.approx(timings["billedSeconds"] * 3008 / 1024 * 0.0000166667, rel=1e-3)
     assert body["chunks"] == 1 and body["cached"] is False
     stored = local_store / body["s3Key"]
     assert body["url"] == stored.as_uri()

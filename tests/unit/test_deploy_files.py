@@ -261,13 +261,18 @@ def test_s3_endpoint_is_declared_empty_so_sam_local_can_set_it(function: dict) -
     assert function["Properties"]["Environment"]["Variables"]["S3_ENDPOINT"] == ""
 
 
-def test_http_api_routes_health_render_and_the_job_status(template: dict, function: dict) -> None:
+def test_http_api_routes_health_render_and_the_jobs_status_and_cancel(template: dict, function: dict) -> None:
     routes = {
         (event["Properties"]["Method"].upper(), event["Properties"]["Path"]): event["Properties"]
         for event in function["Properties"]["Events"].values()
         if event["Type"] == "HttpApi"
     }
-    assert set(routes) == {("GET", "/health"), ("POST", "/api/render"), ("GET", "/api/render/status/{jobId}")}
+    assert set(routes) == {
+        ("GET", "/health"),
+        ("POST", "/api/render"),
+        ("GET", "/api/render/status/{jobId}"),
+        ("POST", "/api/render/cancel/{jobId}"),
+    }
     assert all(route["ApiId"] == {"Ref": "HttpApi"} for route in routes.values())
     # Only /health opts out of the API's default authorizer, SigV4.
     assert template["Resources"]["HttpApi"]["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM"

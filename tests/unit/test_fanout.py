@@ -150,9 +150,9 @@ def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(configure, 
     answer = render_chunk(environment, RenderChunkEvent(group=group, index=0, start=(3, 5), end=(15, 0)), None)
     assert answer == {"index": 0, "ok": True}
     markers = [data for key, data in storage.writes if key == prefix + "marker.json"]
-    assert markers[-1] == {"ok": True}
+    assert markers[-1] == {"ok": True, "seconds": markers[-1]["seconds"]} and markers[-1]["seconds"] > 0
     assert markers[0]["progress"]["frames"] > 0, markers  # written while the range was drawn
-    assert storage.read_json(prefix + "marker.json") == {"ok": True}
+    assert storage.read_json(prefix + "marker.json") == markers[-1]
     assert storage.exists(prefix + "piece.mp4")
 
 

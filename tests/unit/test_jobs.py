@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from handler.app import lambda_handler
+from handler.environment import Environment
+from handler.jobs import JobRecord, create_job, run_job
 from handler.local import LocalContext
+from handler.models import RenderRequest
 from tests.support import scripts
 from tests.support.handler_calls import http, wait_for_job
 
@@ -38,6 +41,13 @@ def test_an_async_request_is_accepted_at_once_and_polled_to_success(local_store)
     assert statuses == sorted(statuses, key=order.index)  # never backwards
     rendering = [record["progress"] for record in seen if record["status"] == "rendering" and record["progress"]]
     assert rendering and 0 < rendering[-1]["animations"] <= 30 and rendering[-1]["frames"] > 0
+    # What a person reads: the share of the plan's frames drawn, never going back, and the time left.
+    assert {progress["totalFrames"] for progress in rendering} == {30 * 15}
+    percents = [progress["percent"] for progress in rendering]
+    assert percents == sorted(percents) and percents[0] >= 0 and percents[-1] <= 99
+    assert percents[-1] == rendering[-1]["frames"] * 100 // (30 * 15)
+    assert all(progress["etaSeconds"] >= 0 for progress in rendering if progress["frames"])
+    assert (final["progress"]["percent"], final["progress"]["etaSeconds"]) == (100, 0)
     assert final["s3Key"].endswith("/Steps.mp4") and (local_store / final["s3Key"]).is_file()
     assert final["url"] == final["result"]["url"] and final["result"]["cached"] is False
     assert final["result"]["timings"]["renderSeconds"] > 0 and final["error"] is None
@@ -128,3 +138,84 @@ def test_an_async_chunked_job_reports_its_chunks(local_store):
     chunked = [record["progress"] for record in seen if record["progress"] and "chunks" in record["progress"]]
     assert chunked and all(progress["chunks"] == 2 for progress in chunked)
     assert max(progress["frames"] for progress in chunked) <= 30 * 15  # frames drawn, never more than the scene has
+
+
+def queued(environment: Environment, job_id: str) -> JobRecord:
+    """A job of the circle script, queued and never dispatched (its invocation not yet come)."""
+    body = {"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True}
+    request = RenderRequest.model_validate(body, context={"limits": environment.settings.request_limits})
+    return create_job(environment.storage, request, job_id)[0]
+
+
+def test_a_running_job_is_cancelled_within_seconds_and_nothing_is_uploaded(local_store):
+    _, accepted = http("POST", "/api/render", {"codeContent": MANY_ANIMATIONS, "quality": "-ql", "async": True})
+    job = accepted["jobId"]
+    while http("GET", f"/api/render/status/{job}")[1]["status"] == "queued":
+        time.sleep(0.05)
+    status, answer = http("POST", f"/api/render/cancel/{job}")
+    assert (status, answer["cancelRequested"]) == (202, True)
+    asked = time.monotonic()
+    final, _ = wait_for_job(job)
+    assert final["status"] == "cancelled" and time.monotonic() - asked < 5
+    assert final["result"] is None and not list((local_store / "videos").rglob("*.mp4"))
+    conflict = {"message": f"Job '{job}' has already ended: cancelled.", "errors": {"type": "JobEnded", "status": "cancelled"}}
+    assert http("POST", f"/api/render/cancel/{job}") == (409, conflict)
+    assert http("POST", "/api/render/cancel/no-such-job")[0] == 404
+    # The worker is started again for the next render.
+    assert http("POST", "/api/render", {"codeContent": scripts.CIRCLE, "quality": "-ql"})[0] == 200
+
+
+def test_a_direct_cancel_of_a_finished_job_is_409_and_of_an_unknown_one_404(local_store):
+    accepted = lambda_handler({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True}, LocalContext())
+    wait_for_job(accepted["jobId"])
+    assert lambda_handler({"action": "cancel", "jobId": accepted["jobId"]}, LocalContext())["statusCode"] == 409
+    assert lambda_handler({"action": "cancel", "jobId": "no-such-job"}, LocalContext())["statusCode"] == 404
+
+
+def test_a_queued_job_is_cancelled_at_once_and_never_runs(configure, local_store):
+    environment = configure()
+    queued(environment, "waiting")
+    status, answer = http("POST", "/api/render/cancel/waiting")
+    assert (status, answer["status"]) == (200, "cancelled")
+    run_job(environment, "waiting", None)  # its invocation arrives late
+    assert http("GET", "/api/render/status/waiting")[1]["status"] == "cancelled"
+    assert not (local_store / "videos").exists()
+
+
+def test_a_job_without_a_sign_of_life_is_reported_lost(configure, local_store):
+    environment = configure(JOB_STALL_SECONDS="5")
+    for status in ("queued", "rendering"):
+        record = queued(environment, status)
+        record.status = status
+        record.save(environment.storage)
+        assert http("GET", f"/api/render/status/{status}")[1]["status"] == status  # alive a moment ago
+        record.updated_at = time.time() - 6
+        environment.storage.write_json(f"jobs/{status}.json", record.model_dump(by_alias=True))
+        final = http("GET", f"/api/render/status/{status}")[1]
+        assert (final["status"], final["error"]["errors"]["class"]) == ("failed", "lost")
+        assert "ended without an answer" in final["error"]["message"]
+
+
+def test_a_long_job_keeps_its_record_alive(configure, local_store):
+    configure(JOB_STALL_SECONDS="5")  # touched every 5 / 6 s; the render takes longer than 5 s
+    _, accepted = http("POST", "/api/render", {"codeContent": MANY_ANIMATIONS, "quality": "-qm", "async": True})
+    final, _ = wait_for_job(accepted["jobId"])
+    assert final["status"] == "succeeded", final
+    assert final["updatedAt"] - final["createdAt"] > 5
+
+
+def test_lambdas_record_of_a_failed_invocation_gives_its_job_up(configure, local_store):
+    environment = configure()
+    queued(environment, "died")
+    record = {
+        "version": "1.0",
+        "requestContext": {"requestId": "r", "functionArn": "arn:aws:lambda:::function:f", "condition": "EventAgeExceeded"},
+        "requestPayload": {"action": "runJob", "jobId": "died"},
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "Runtime exited"},
+    }
+    assert lambda_handler(record, LocalContext()) == {"recorded": True}
+    final = http("GET", "/api/render/status/died")[1]
+    assert (final["status"], final["error"]["errors"]["class"]) == ("failed", "lost")
+    # A record of anything else is only logged: it never fails (it would come back here).
+    assert lambda_handler({**record, "requestPayload": {"nonsense": 1}}, LocalContext()) == {"recorded": True}
