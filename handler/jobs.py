@@ -1,9 +1,10 @@
 """Async render jobs: a record per job beside the videos, and the run that fills it in.
 
 A job is created `queued` and handed to a dispatcher; the run moves it through `rendering`
-(with progress) and `uploading` to `succeeded` or `failed`. Records live in the same storage
-as the videos (`jobs/<jobId>.json`), so no other service is needed and the bucket's lifecycle
-rule expires them.
+(with progress) and `uploading` to `succeeded` or `failed`, then calls back if its request
+named a `callbackUrl` (handler/callbacks.py). Records live in the same storage as the videos
+(`jobs/<jobId>.json`), so no other service is needed and the bucket's lifecycle rule expires
+them.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from handler.callbacks import Delivery, call_back
 from handler.errors import failure
 from handler.models import RenderRequest
 from handler.observability import logger
@@ -44,6 +46,7 @@ class JobRecord(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    callback: Delivery | None = None
 
     def save(self, storage: Storage) -> None:
         self.updated_at = time.time()
@@ -65,6 +68,7 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
         created_at=now,
         updated_at=now,
         request=request.stored(),
+        callback=Delivery(url=request.callback_url) if request.callback_url else None,
     )
     if storage.create_json(job_key(job_id), record.model_dump(by_alias=True)):
         return record, True
@@ -83,9 +87,22 @@ def status_body(record: JobRecord, storage: Storage) -> dict[str, Any]:
     return body
 
 
+def settle(environment: Environment, record: JobRecord, ends: float | None) -> None:
+    """Save a job's final state; then, if its request named a callback URL, POST the record
+    there and save how that went. `ends`: when the invocation ends (`time.monotonic()`), None
+    where nothing bounds it."""
+    record.save(environment.storage)
+    if record.callback is not None:
+        body = status_body(record, environment.storage)
+        runtime_api = environment.settings.runtime_api
+        record.callback = call_back(record.callback.url, body, environment.webhook_secret, runtime_api, ends)
+        record.save(environment.storage)
+
+
 def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> None:
     """Render a queued job and record how it went. A job that is not queued (a repeated
     delivery) is left alone. Faults of ours are recorded, then raised."""
+    ends = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000
     storage = environment.storage
     record = load_job(storage, job_id)
     if record is None or record.status != "queued":
@@ -110,10 +127,10 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
     except Exception as error:
         failed = failure(error)
         record.status, record.error = "failed", failed.answer()
-        record.save(storage)
+        settle(environment, record, ends)
         if failed.status >= 500:
             raise
         return
     record.status = "succeeded"
     record.result = response.body()
-    record.save(storage)
+    settle(environment, record, ends)
