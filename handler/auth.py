@@ -1,7 +1,9 @@
-"""The optional bearer token, for callers that cannot sign requests with SigV4.
+"""Secrets the deployment sets, and the optional bearer token callers present.
 
 IAM (the function URL's `AWS_IAM` auth, or `lambda:InvokeFunction` for direct invokes) stays
-the first gate; the token is a second one, for a function URL opened with auth `NONE`.
+the first gate; the token is a second one, for a function URL opened with auth `NONE`. The
+webhook secret (handler/callbacks.py) is the other way round: it lets a callback's receiver
+tell that the callback came from this deployment.
 """
 
 from __future__ import annotations
@@ -14,15 +16,14 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SSMProvider
 from botocore.config import Config
 
-from handler.settings import Settings
-
-# How long a token read from SSM is reused before it is read again (so a rotation takes effect).
-TOKEN_CACHE_SECONDS = 300
+# How long a secret read from SSM is reused before it is read again (so a rotation takes effect).
+SECRET_CACHE_SECONDS = 300
 
 
-class ExpectedToken:
-    """The token callers must present: `API_TOKEN`, or the SSM SecureString named by
-    `API_TOKEN_PARAMETER` (read through Powertools' SSM provider, cached); none when neither
+class SecretSetting:
+    """A secret the deployment sets: given in the environment (`value`, e.g. `API_TOKEN`), or
+    kept in the SSM SecureString the environment names (`parameter`, e.g.
+    `API_TOKEN_PARAMETER`; read through Powertools' SSM provider, cached); none when neither
     is set.
 
     The SSM client is made here, when the execution environment is assembled, before any
@@ -31,20 +32,20 @@ class ExpectedToken:
     left behind. Made now, it reads only what the deployment set.
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._token = settings.api_token
-        self._parameter = settings.api_token_parameter
+    def __init__(self, value: str | None, parameter: str | None) -> None:
+        self._value = value
+        self._parameter = parameter
         self._ssm: SSMProvider | None = None
-        if not self._token and self._parameter:
+        if not value and parameter:
             client = boto3.client("ssm", config=Config(retries={"mode": "standard"}))
             self._ssm = SSMProvider(boto3_client=client)
 
     def value(self) -> str | None:
-        """The token, or None when callers need none."""
-        if self._token:
-            return self._token
+        """The secret, or None when the deployment set none."""
+        if self._value:
+            return self._value
         if self._ssm is not None and self._parameter:
-            return cast(str, self._ssm.get(self._parameter, decrypt=True, max_age=TOKEN_CACHE_SECONDS))
+            return cast(str, self._ssm.get(self._parameter, decrypt=True, max_age=SECRET_CACHE_SECONDS))
         return None
 
 

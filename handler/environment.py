@@ -1,5 +1,6 @@
 """What one execution environment holds for all its invocations, assembled once: the settings,
-the storage, the warm render worker, where async jobs go and the token callers must present.
+the storage, the warm render worker, where async jobs go, the token callers must present and
+the key callbacks are signed with.
 
 Every AWS SDK client the handler uses is made here, at assembly (Lambda's init), before any
 script has run: a client reads the SDK's configuration when it is made, so none is left to be
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import render
-from handler.auth import ExpectedToken
+from handler.auth import SecretSetting
 from handler.dispatch import Dispatcher, LambdaDispatcher, LocalDispatcher
 from handler.fanout import LambdaRanges
 from handler.observability import logger
@@ -33,14 +34,16 @@ class Environment:
     storage: Storage
     worker: WorkerClient
     dispatcher: Dispatcher = field(init=False)
-    token: ExpectedToken = field(init=False)
+    token: SecretSetting = field(init=False)
+    webhook_secret: SecretSetting = field(init=False)
 
     @classmethod
     def assemble(cls, settings: Settings, worker: WorkerClient | None = None, *, serving: bool = False) -> Environment:
         """Everything `settings` describe (`serving`: for the local server); the worker is
         started on its first task unless `start_worker` is called (a `worker` may be lent)."""
         environment = cls(settings, storage_from_settings(settings), worker or _worker_client(settings, serving))
-        environment.token = ExpectedToken(settings)
+        environment.token = SecretSetting(settings.api_token, settings.api_token_parameter)
+        environment.webhook_secret = SecretSetting(settings.webhook_secret, settings.webhook_secret_parameter)
         if settings.dispatches_to_lambda:
             environment.dispatcher = LambdaDispatcher(settings.function_name or "", settings.lambda_endpoint_url)
         else:

@@ -3,7 +3,8 @@
 A job is created `queued` and handed to a dispatcher; the run moves it through `rendering`
 (with progress) and `uploading` to `succeeded`, `failed` or `cancelled`. Records live in the
 same storage as the videos (`jobs/<jobId>.json`), so no other service is needed and the
-bucket's lifecycle rule expires them.
+bucket's lifecycle rule expires them. A job whose request named a `callbackUrl` is POSTed
+there, signed, when it ends, however it ends (handler/callbacks.py).
 
 Every job ends. While it runs, its run touches the record every few seconds; a record that
 shows no sign of life for `JOB_STALL_SECONDS` belongs to a run that ended without an answer
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from handler.callbacks import Delivery, call_back
 from handler.cancel import LOOK_SECONDS, cancelled_when
 from handler.errors import CONFLICT, LOST, NOT_FOUND, error_body, failure
 from handler.models import RenderRequest
@@ -59,17 +61,34 @@ class JobRecord(BaseModel):
     progress: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    callback: Delivery | None = None
 
     def save(self, storage: Storage) -> None:
         self.updated_at = time.time()
         storage.write_json(job_key(self.job_id), self.model_dump(by_alias=True))
 
-    def end(self, storage: Storage, status: Status, *, result: dict[str, Any] | None = None, error: Any = None) -> None:
-        """Record how the job ended."""
+    def end(
+        self,
+        environment: Environment,
+        status: Status,
+        *,
+        result: dict[str, Any] | None = None,
+        error: Any = None,
+        ends: float | None = None,
+    ) -> None:
+        """Record how the job ended; then, if its request named a callback URL, POST the
+        record there and record how that went. `ends`: when the invocation must be done
+        (`time.monotonic()`), None where nothing bounds it."""
+        storage = environment.storage
         self.status, self.result, self.error = status, result, error
         if status == "succeeded" and self.progress is not None:
             self.progress = {**self.progress, "percent": 100, "etaSeconds": 0}
         self.save(storage)
+        if self.callback is not None:
+            body = status_body(self, storage)
+            secret, runtime_api = environment.webhook_secret, environment.settings.runtime_api
+            self.callback = call_back(self.callback.url, body, secret, runtime_api, ends)
+            self.save(storage)
 
 
 def load_job(storage: Storage, job_id: str) -> JobRecord | None:
@@ -87,6 +106,7 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
         created_at=now,
         updated_at=now,
         request=request.stored(),
+        callback=Delivery(url=request.callback_url) if request.callback_url else None,
     )
     if storage.create_json(job_key(job_id), record.model_dump(by_alias=True)):
         return record, True
@@ -94,25 +114,26 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
     return (existing or record), False
 
 
-def given_up_if_stalled(record: JobRecord, storage: Storage, stall_seconds: float) -> JobRecord:
+def given_up_if_stalled(environment: Environment, record: JobRecord) -> JobRecord:
     """The record, marked `failed` (class `lost`) if it has not ended and shows no sign of
-    life for `stall_seconds`."""
-    if record.status not in ENDED and time.time() - record.updated_at > stall_seconds:
+    life for `JOB_STALL_SECONDS`."""
+    if record.status not in ENDED and time.time() - record.updated_at > environment.settings.job_stall_seconds:
         logger.warning("Job lost", extra={"job_id": record.job_id, "status": record.status})
-        record.end(storage, "failed", error=LOST)
+        record.end(environment, "failed", error=LOST)
     return record
 
 
-def give_up(storage: Storage, job_id: str) -> None:
+def give_up(environment: Environment, job_id: str) -> None:
     """Mark the job `failed` (class `lost`) unless it has ended: its invocation failed."""
-    record = load_job(storage, job_id)
+    record = load_job(environment.storage, job_id)
     if record is not None and record.status not in ENDED:
-        record.end(storage, "failed", error=LOST)
+        record.end(environment, "failed", error=LOST)
 
 
-def cancel_job(storage: Storage, job_id: str) -> tuple[int, dict[str, Any]]:
+def cancel_job(environment: Environment, job_id: str) -> tuple[int, dict[str, Any]]:
     """Ask the job to stop: 404 for an unknown job, 409 for one that has ended; a queued job
     is cancelled at once (200), a running one stops within seconds (202)."""
+    storage = environment.storage
     record = load_job(storage, job_id)
     if record is None:
         return NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"})
@@ -121,7 +142,7 @@ def cancel_job(storage: Storage, job_id: str) -> tuple[int, dict[str, Any]]:
         return CONFLICT, error_body(f"Job {job_id!r} has already ended: {record.status}.", ended)
     storage.write_json(cancel_key(job_id), {"requestedAt": time.time()})
     if record.status == "queued":
-        record.end(storage, "cancelled")
+        record.end(environment, "cancelled")
         return 200, status_body(record, storage)
     return 202, {**status_body(record, storage), "cancelRequested": True}
 
@@ -141,6 +162,7 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
     """Render a queued job and record how it went. A job that is not queued (a repeated
     delivery, or one given up or cancelled meanwhile) is left alone. Faults of ours are
     recorded, then raised."""
+    ends = None if remaining_ms is None else time.monotonic() + remaining_ms / 1000
     storage, settings = environment.storage, environment.settings
     record = load_job(storage, job_id)
     if record is None or record.status != "queued":
@@ -149,7 +171,7 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
     logger.thread_safe_clear_keys()
     logger.thread_safe_append_keys(job_id=job_id)
     if storage.exists(cancel_key(job_id)):
-        record.end(storage, "cancelled")
+        record.end(environment, "cancelled", ends=ends)
         return
     request = RenderRequest.model_validate(record.request, context={"limits": settings.request_limits})
     written = threading.Lock()  # the run and its look for a cancel both write the record
@@ -180,15 +202,15 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
         with cancelled_when(alive_and_unwanted, every=min(LOOK_SECONDS, beat)) as cancelled:
             response = render_and_store(environment, request, remaining_ms, on_stage, cancelled)
     except RenderCancelled:
-        record.end(storage, "cancelled")
+        record.end(environment, "cancelled", ends=ends)
         return
     except Exception as error:
         failed = failure(error)
-        record.end(storage, "failed", error=failed.answer())
+        record.end(environment, "failed", error=failed.answer(), ends=ends)
         if failed.status >= 500:
             raise
         return
-    record.end(storage, "succeeded", result=response.body())
+    record.end(environment, "succeeded", result=response.body(), ends=ends)
 
 
 class ReadableProgress:

@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from handler.callbacks import check_url
 from handler.settings import RequestLimits
 from render import QUALITY_PRESETS, Output
 
@@ -52,6 +53,7 @@ class RenderRequest(BaseModel):
     cache: bool = Field(True, strict=True)
     run_async: bool = Field(False, alias="async", strict=True)
     job_id: JobId | None = Field(None, alias="jobId")
+    callback_url: str | None = Field(None, alias="callbackUrl", strict=True, max_length=2048)
     chunks: Annotated[int, Field(ge=1, strict=True)] | Literal["auto"] = 1
     format: Literal["mp4", "webm", "gif", "mov", "png"] | None = None
     transparent: bool = Field(False, strict=True)
@@ -114,6 +116,23 @@ class RenderRequest(BaseModel):
             raise ValueError(f"code is {size} bytes; the limit is {limit} bytes (MAX_CODE_BYTES)")
         return code
 
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_can_be_made(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """Only a job calls back, always signed, and never where handler.callbacks refuses."""
+        if url is None:
+            return None
+        if not info.data.get("run_async"):
+            raise ValueError("callbackUrl needs async: true (a synchronous request is answered with the result itself)")
+        limits = _limits(info)
+        if not limits.signs_callbacks:
+            raise ValueError(
+                "callbackUrl cannot be used: this deployment has no webhook secret to sign callbacks with "
+                "(WEBHOOK_SECRET or WEBHOOK_SECRET_PARAMETER)"
+            )
+        check_url(url, limits.runtime_api)
+        return url
+
     @field_validator("scene_name")
     @classmethod
     def _is_class_name(cls, name: str | None) -> str | None:
@@ -134,8 +153,9 @@ class RenderRequest(BaseModel):
         return {name: value for name, value in fields.items() if value is not None}
 
     def stored(self) -> dict[str, Any]:
-        """The request as kept for a later invocation to run (a job, a chunk)."""
-        return self.model_dump(by_alias=True, exclude={"run_async", "job_id"})
+        """The request as kept for a later invocation to run (a job, a chunk); a job keeps its
+        callback URL in its record (`callback`)."""
+        return self.model_dump(by_alias=True, exclude={"run_async", "job_id", "callback_url"})
 
 
 class Timings(BaseModel):

@@ -29,6 +29,9 @@ class RequestLimits:
     max_chunks: int
     max_pixels: int = 3840 * 2160
     max_fps: int = 60
+    # A `callbackUrl` needs a webhook secret to sign with, and may not aim at the Runtime API.
+    signs_callbacks: bool = False
+    runtime_api: str | None = None
 
 
 class Settings(BaseModel):
@@ -64,6 +67,8 @@ class Settings(BaseModel):
     runtime_api: str | None = Field(None, alias="AWS_LAMBDA_RUNTIME_API", repr=False)
     api_token: str | None = Field(None, alias="API_TOKEN", repr=False)
     api_token_parameter: str | None = Field(None, alias="API_TOKEN_PARAMETER")
+    webhook_secret: str | None = Field(None, alias="WEBHOOK_SECRET", repr=False)
+    webhook_secret_parameter: str | None = Field(None, alias="WEBHOOK_SECRET_PARAMETER")
     service_name: str = Field("manim-worker", alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field("ManimWorker", alias="POWERTOOLS_METRICS_NAMESPACE")
     local_port: int = Field(3001, alias="PORT", ge=1, le=65535)
@@ -112,7 +117,12 @@ class Settings(BaseModel):
     @property
     def request_limits(self) -> RequestLimits:
         return RequestLimits(
-            max_code_bytes=self.max_code_bytes, max_chunks=self.max_chunks, max_pixels=self.max_pixels, max_fps=self.max_fps
+            max_code_bytes=self.max_code_bytes,
+            max_chunks=self.max_chunks,
+            max_pixels=self.max_pixels,
+            max_fps=self.max_fps,
+            signs_callbacks=bool(self.webhook_secret or self.webhook_secret_parameter),
+            runtime_api=self.runtime_api,
         )
 
     def sdk_environment(self) -> dict[str, str]:

@@ -279,6 +279,25 @@ def test_http_api_routes_health_render_and_the_jobs_status_and_cancel(template: 
     assert [path for (_, path), route in routes.items() if "Auth" in route] == ["/health"]
 
 
+@pytest.mark.parametrize(
+    ("parameter", "variable"),
+    [("ApiTokenParameterName", "API_TOKEN_PARAMETER"), ("WebhookSecretParameterName", "WEBHOOK_SECRET_PARAMETER")],
+)
+def test_a_secrets_ssm_parameter_is_passed_and_readable_only_when_named(
+    template: dict, function: dict, parameter: str, variable: str
+) -> None:
+    assert template["Parameters"][parameter]["Default"] == ""
+    condition, value, unset = function["Properties"]["Environment"]["Variables"][variable]["Fn::If"]
+    assert (value, unset) == ({"Ref": parameter}, {"Ref": "AWS::NoValue"})
+    assert template["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}
+    role = template["Resources"]["RenderFunctionRole"]["Properties"]
+    (policy,) = [p["Fn::If"] for p in role["Policies"] if "Fn::If" in p and p["Fn::If"][0] == condition]
+    assert policy[2] == {"Ref": "AWS::NoValue"}
+    (statement,) = policy[1]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Action"]) == ("Allow", "ssm:GetParameter")
+    assert statement["Resource"]["Fn::Sub"].endswith(":parameter${" + parameter + "}")
+
+
 def test_chunk_parameter_bounds_match_the_setting(template: dict) -> None:
     from handler.settings import Settings
 
