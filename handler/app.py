@@ -114,7 +114,7 @@ def _status(environment: Environment, job_id: str) -> tuple[int, dict[str, Any]]
     record = load_job(storage, job_id)
     if record is None:
         return NOT_FOUND, error_body(f"No job {job_id!r}.", {"type": "JobNotFound"})
-    return 200, status_body(given_up_if_stalled(record, storage, environment.settings.job_stall_seconds), storage)
+    return 200, status_body(given_up_if_stalled(environment, record), storage)
 
 
 def _invocation_failed(environment: Environment, event: InvocationFailedEvent) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def _invocation_failed(environment: Environment, event: InvocationFailedEvent) -
     try:
         failed = DIRECT_INVOKE.validate_python(event.request_payload, context={"limits": environment.settings.request_limits})
         if isinstance(failed, RunJobEvent):
-            give_up(environment.storage, failed.job_id)
+            give_up(environment, failed.job_id)
         elif isinstance(failed, RenderChunkEvent):
             give_up_range(environment.storage, failed)
     except Exception:
@@ -167,7 +167,7 @@ def job_status(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Res
 
 @app.post("/api/render/cancel/<job_id>")
 def job_cancel(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
-    return _json(*cancel_job(current_environment().storage, job_id))
+    return _json(*cancel_job(current_environment(), job_id))
 
 
 @app.exception_handler(RequestValidationError)
@@ -248,7 +248,7 @@ def invoke_directly(environment: Environment, event: Any, context: LambdaContext
         status, body = _status(environment, message.job_id)
         return body if status == 200 else {"statusCode": status, **body}
     if isinstance(message, CancelEvent):
-        status, body = cancel_job(environment.storage, message.job_id)
+        status, body = cancel_job(environment, message.job_id)
         return {"statusCode": status, **body}
     if isinstance(message, InvocationFailedEvent):
         return _invocation_failed(environment, message)

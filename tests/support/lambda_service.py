@@ -39,7 +39,7 @@ def failure_record(event: dict[str, Any], condition: str) -> dict[str, Any]:
     return {
         "version": "1.0",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-        "requestContext": {"requestId": "stand-in", "functionArn": "function", "condition": condition, "approximateInvokeCount": 1},
+        "requestContext": {"requestId": "stand-in", "functionArn": "function", "condition": condition},
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": {"errorMessage": "stand-in"},

@@ -18,12 +18,17 @@ from moto import mock_aws
 
 from handler.auth import SecretSetting
 from handler.callbacks import MAX_ATTEMPTS, RECORD_MARGIN_SECONDS, Delivery, call_back, check_url
+from handler.environment import current_environment
 from tests.support import scripts
 from tests.support.callback_receiver import callback_receiver, verifies
 from tests.support.handler_calls import http
 from tests.support.processes import free_ports
 
 SECRET = "whsec-for-tests-0f3a9c"
+# Thirty one-second animations: a job still running when it is cancelled.
+SLOW = "from manim import *\n\n\nclass Slow(Scene):\n    def construct(self):\n" + "".join(
+    f"        self.play(FadeIn(Dot([{step % 5 - 2}, 0, 0])), run_time=1)\n" for step in range(30)
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -78,6 +83,27 @@ def test_a_job_that_fails_calls_back_with_its_error(configure):
     assert sent["error"] == record["error"] and sent["error"]["statusCode"] == 422
     assert sent["error"]["errors"]["class"] == "script_error"
     assert record["callback"]["delivered"] is True
+
+
+def test_a_cancelled_job_and_a_lost_one_call_back_too(configure):
+    configure(WEBHOOK_SECRET=SECRET, JOB_STALL_SECONDS="5")
+    with callback_receiver() as receiver:
+        _, running = render_async(receiver.url, SLOW)
+        while http("GET", f"/api/render/status/{running['jobId']}")[1]["status"] == "queued":
+            time.sleep(0.05)
+        assert http("POST", f"/api/render/cancel/{running['jobId']}")[0] == 202
+        cancelled = settled(running["jobId"])
+        _, lost = render_async(receiver.url)
+        stalled = settled(lost["jobId"])  # finished: make its record look like a run that died
+        stalled.update(status="rendering", updatedAt=time.time() - 6, callback={"url": receiver.url})
+        record = {key: value for key, value in stalled.items() if key not in ("url", "s3Key")}
+        current_environment().storage.write_json(f"jobs/{lost['jobId']}.json", {**record, "request": {}})
+        given_up = settled(lost["jobId"])
+        received = receiver.wait_for(3)
+    assert cancelled["status"] == "cancelled" and given_up["status"] == "failed"
+    sent = {(body["jobId"], body["status"]) for body in (attempt.json() for attempt in received)}
+    assert {(running["jobId"], "cancelled"), (lost["jobId"], "failed")} <= sent
+    assert all(verifies(attempt, SECRET) for attempt in received)
 
 
 def test_answers_of_500_are_retried_and_the_attempts_recorded(configure):
