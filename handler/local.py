@@ -126,6 +126,13 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread a request. Connections waiting to be accepted queue in the kernel: Python's
+    default of 5 would have a burst of callers (a batch of async jobs sent at once) reset."""
+
+    request_queue_size = 128
+
+
 def serve(settings: Settings, port: int) -> None:
     """Serve the handler's routes on `port` until interrupted."""
     from handler.environment import Environment, use_environment
@@ -135,7 +142,7 @@ def serve(settings: Settings, port: int) -> None:
     environment = Environment.assemble(settings, serving=True)
     use_environment(environment)
     environment.start_worker()  # now, not on the first request
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    server = _Server(("127.0.0.1", port), _Handler)
     print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health)", flush=True)
     try:
         server.serve_forever()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from handler.cache import acquire_lease, cache_key, release_lease
+from handler.cache import acquire_lease, cache_key, holding
 from handler.models import CheckResponse, RenderRequest, RenderResponse, Timings
 from handler.observability import logger, record_count, record_seconds, tracer
 from handler.storage import Storage
@@ -88,7 +88,7 @@ def render_and_store(
     def rendering(progress: Progress) -> None:
         stage("rendering", progress.counts())
 
-    try:
+    with holding(storage, lease):
         stage("rendering", None)
         with (
             tracer.provider.in_subsegment("render") as segment,
@@ -111,9 +111,6 @@ def render_and_store(
             with tracer.provider.in_subsegment("upload"):
                 storage.put_video(video.path, key)
             upload_seconds = time.monotonic() - upload_started
-    finally:
-        if lease is not None:
-            release_lease(storage, lease)
     record_seconds("RenderTime", video.render_seconds)
     record_seconds("UploadTime", upload_seconds)
     total_seconds = time.monotonic() - started

@@ -3,24 +3,21 @@
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.support import scripts
 from tests.support.hostile import TURN_OTHERS_RED
+from tests.support.local_server import PROJECT, finished, local_server, request, worker_env
 from tests.support.task_root import readable_tempdir, world_traversable
 from tests.support.video import decode
-
-PROJECT = Path(__file__).parents[2]
 
 # The seed README's integration example, as its callers run it (type annotation removed so
 # that plain Node runs it).
@@ -52,56 +49,6 @@ async function generateVideo(manimCode) {
 }
 generateVideo(process.env.MANIM_CODE);
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def worker_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "S3_BUCKET_NAME"}
-    env.update(RENDER_WORK_DIR=str(tmp_path / "jobs"), LOCAL_STORE_DIR=str(tmp_path / "store"), **extra)
-    return env
-
-
-def request(url: str, body: object | None = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
-@contextmanager
-def local_server(tmp_path: Path, **env: str) -> Iterator[str]:
-    """`make serve`'s server on a free port, until the block ends; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "handler.local", "serve"],
-        cwd=PROJECT,
-        env=worker_env(tmp_path, PORT=str(port), **env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("the local server did not start") from None
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -219,14 +166,6 @@ class Vandal(Scene):
             time.sleep(0.01)
         self.wait(0.1)
 """
-
-
-def finished(base: str, job_id: str) -> dict:
-    deadline = time.monotonic() + 120
-    while (record := request(f"{base}/api/render/status/{job_id}")[1])["status"] not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline, record
-        time.sleep(0.05)
-    return record
 
 
 @pytest.mark.parametrize(("uid", "separate"), [("64999", True), ("0", False)])

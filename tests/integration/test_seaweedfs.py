@@ -11,27 +11,19 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.support.processes import alive
+from tests.support.processes import alive, tcp_sockets
 from tests.support.seaweedfs import seaweed_s3
 
 
 def _listening(pid: int) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket `pid` listens on, read from /proc."""
+    """(address, port) of every TCP socket `pid` listens on."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(FileNotFoundError):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
             if target.startswith("socket:["):
                 inodes.add(target.removeprefix("socket:[").removesuffix("]"))
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            address, port = fields[1].split(":")
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                host = socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address
-                found.add((host, int(port, 16)))
-    return found
+    return {found.local for found in tcp_sockets() if found.state == "0A" and found.inode in inodes}  # 0A: LISTEN
 
 
 def test_seaweed_serves_authenticated_s3_on_loopback_only_and_stops(tmp_path: Path) -> None:

@@ -2,48 +2,20 @@
 one bucket; the coordinator's self-invokes reach the idle ones through a stand-in for the
 Lambda service, and the joined video equals a whole render frame for frame."""
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
 from tests.support.lambda_function import dockerfile_handler, function_env
-from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
-from tests.support.lambda_service import LambdaService, lambda_service
+from tests.support.lambda_runtime import lambda_runtime
+from tests.support.lambda_service import lambda_service
 from tests.support.seaweedfs import S3Server
 from tests.support.video import decode, decode_sound, psnr
 
-ENVIRONMENTS = 3
-FIRST_UID = 2001  # the environments' users: bare uids, as Lambda's sandbox users are
-
-
-@pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    return s3_server.new_bucket("fanout")
-
-
-@pytest.fixture(scope="module")
-def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
-    with contextlib.ExitStack() as stack:
-        # Each environment its own work folder and its own user, as each Lambda environment has
-        # its own /tmp and sandbox user (its cleanup removes whatever else its user runs or writes).
-        runtimes = [
-            stack.enter_context(
-                lambda_runtime(
-                    dockerfile_handler(),
-                    lambda_task_root,
-                    function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url),
-                    user=uid,
-                )
-            )
-            for uid in range(FIRST_UID, FIRST_UID + ENVIRONMENTS)
-        ]
-        service.targets.extend(runtimes)
-        yield runtimes
+ENVIRONMENTS = 3  # for `functions` (conftest.py), as users from FIRST_UID on
+FIRST_UID = 2001
 
 
 def fetch(s3_server: S3Server, bucket: str, key: str, path: Path):

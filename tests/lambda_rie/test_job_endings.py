@@ -4,22 +4,20 @@ runs, chunks included, leaving nothing behind. Three emulated execution environm
 bucket; the stand-in for the Lambda service delivers the function's own invocations to them,
 or loses one, or reports one failed to the failure destination (this function), as Lambda does."""
 
-import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support import scripts
-from tests.support.lambda_function import dockerfile_handler, function_env
-from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
+from tests.support.lambda_function import poll_job
 from tests.support.lambda_service import LambdaService
 from tests.support.seaweedfs import S3Server
 
 ENVIRONMENTS = 3
 FIRST_UID = 2201
 STALL_SECONDS = 5
+SETTINGS = {"JOB_STALL_SECONDS": str(STALL_SECONDS)}
 
 # Sixty one-second animations: about six seconds of drawing at -ql, in two chunks of three.
 LONG = """\
@@ -34,38 +32,11 @@ class Long(Scene):
 """
 
 
-@pytest.fixture(scope="module")
-def bucket(s3_server: S3Server) -> str:
-    return s3_server.new_bucket("endings")
-
-
-@pytest.fixture(scope="module")
-def functions(s3_server: S3Server, bucket: str, lambda_task_root: Path, service: LambdaService) -> Iterator[list[LambdaRuntime]]:
-    with contextlib.ExitStack() as stack:
-        runtimes = [
-            stack.enter_context(
-                lambda_runtime(
-                    dockerfile_handler(),
-                    lambda_task_root,
-                    function_env(s3_server, bucket, LAMBDA_ENDPOINT_URL=service.url, JOB_STALL_SECONDS=str(STALL_SECONDS)),
-                    user=uid,
-                )
-            )
-            for uid in range(FIRST_UID, FIRST_UID + ENVIRONMENTS)
-        ]
-        service.targets.extend(runtimes)
-        yield runtimes
-        service.fate = lambda _event: None
-
-
-def wait_for(function: LambdaRuntime, job_id: str, until: tuple[str, ...], seconds: float = 60) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        record = function.invoke({"action": "status", "jobId": job_id})
-        if record.get("status") in until:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not reach {until}: {record}")
+@pytest.fixture(autouse=True)
+def delivered(service: LambdaService) -> Iterator[None]:
+    """Each test decides which events the stand-in service loses; after it, all are delivered."""
+    yield
+    service.fate = lambda _event: None
 
 
 def objects(s3_server: S3Server, bucket: str, prefix: str) -> list[str]:
@@ -78,7 +49,7 @@ def test_a_job_whose_invocation_never_ran_is_reported_lost(functions, service):
     submitted = time.monotonic()
     accepted = functions[0].invoke({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True, "jobId": "never-ran"})
     assert accepted["status"] == "queued"
-    record = wait_for(functions[0], "never-ran", ("succeeded", "failed"), seconds=30)
+    record = poll_job(functions[0], "never-ran", seconds=30)
     assert (record["status"], record["error"]["errors"]["class"]) == ("failed", "lost")
     assert "ended without an answer" in record["error"]["message"]
     assert STALL_SECONDS <= time.monotonic() - submitted < STALL_SECONDS + 5
@@ -88,13 +59,12 @@ def test_lambdas_failure_record_gives_the_job_up_at_once(functions, service):
     service.fate = lambda event: "EventAgeExceeded" if event.get("jobId") == "aged-out" else None
     submitted = time.monotonic()
     functions[0].invoke({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True, "jobId": "aged-out"})
-    record = wait_for(functions[0], "aged-out", ("succeeded", "failed"), seconds=30)
+    record = poll_job(functions[0], "aged-out", seconds=30)
     assert (record["status"], record["error"]["errors"]["class"]) == ("failed", "lost")
     assert time.monotonic() - submitted < STALL_SECONDS  # told, not found stalled
 
 
 def test_a_chunked_job_is_cancelled_wherever_it_runs_and_leaves_nothing(functions, service, s3_server, bucket):
-    service.fate = lambda _event: None
     coordinator = functions[0]
     accepted = coordinator.invoke({"codeContent": LONG, "quality": "-ql", "async": True, "chunks": 2, "cache": False})
     job = accepted["jobId"]
@@ -105,7 +75,7 @@ def test_a_chunked_job_is_cancelled_wherever_it_runs_and_leaves_nothing(function
     cancel = coordinator.invoke({"action": "cancel", "jobId": job})
     assert (cancel["statusCode"], cancel["cancelRequested"]) == (202, True)
     asked = time.monotonic()
-    record = wait_for(coordinator, job, ("succeeded", "failed", "cancelled"), seconds=30)
+    record = poll_job(coordinator, job, seconds=30)
     assert record["status"] == "cancelled" and time.monotonic() - asked < 5
     chunk_events = [call["payload"] for call in service.received if call["payload"].get("action") == "renderChunk"]
     assert len(chunk_events) == 2

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support import scripts
 from tests.support.callback_receiver import callback_receiver, verifies
-from tests.support.lambda_function import dockerfile_handler, event, function_env
+from tests.support.lambda_function import dockerfile_handler, event, function_env, poll_job
 from tests.support.lambda_runtime import LambdaRuntime, lambda_runtime
 from tests.support.lambda_service import LambdaService
 from tests.support.seaweedfs import S3Server
@@ -28,21 +28,11 @@ def function(s3_server: S3Server, service: LambdaService, lambda_task_root: Path
         yield runtime
 
 
-def poll(function: LambdaRuntime, job_id: str, seconds: float = 120) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        record = function.invoke({"action": "status", "jobId": job_id})
-        if record.get("status") in ("succeeded", "failed"):
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not end: {record}")
-
-
 def test_a_direct_async_invoke_runs_in_a_self_invocation(function, service):
     accepted = function.invoke({"codeContent": scripts.CIRCLE, "quality": "-ql", "async": True})
     assert accepted["statusCode"] == 202 and accepted["status"] == "queued"
     assert accepted["statusRequest"] == {"action": "status", "jobId": accepted["jobId"]}
-    record = poll(function, accepted["jobId"])
+    record = poll_job(function, accepted["jobId"])
     assert record["status"] == "succeeded", record
     assert record["s3Key"].endswith("/DrawCircle.mp4")
     call = next(call for call in service.received if call["payload"].get("jobId") == accepted["jobId"])
@@ -58,7 +48,7 @@ def test_an_http_async_request_and_a_failing_job(function):
     assert result["statusCode"] == 202
     assert accepted["statusUrl"].startswith("https://")
     assert accepted["statusUrl"].endswith(f"/api/render/status/{accepted['jobId']}")
-    record = poll(function, accepted["jobId"])
+    record = poll_job(function, accepted["jobId"])
     assert record["status"] == "failed"
     assert record["error"]["statusCode"] == 422 and record["error"]["errors"]["type"] == "NameError"
     status = event("function-url-health.json")
@@ -69,10 +59,10 @@ def test_an_http_async_request_and_a_failing_job(function):
 
 def test_a_repeated_delivery_does_not_render_twice(function, service):
     accepted = function.invoke({"codeContent": scripts.CIRCLE, "quality": "-qm", "async": True, "jobId": "once-only"})
-    first = poll(function, "once-only")
+    first = poll_job(function, "once-only")
     again = function.invoke({"action": "runJob", "jobId": "once-only"})  # Lambda may deliver an event twice
     assert again == {"jobId": "once-only", "status": "succeeded"}
-    later = poll(function, "once-only")
+    later = poll_job(function, "once-only")
     assert (later["updatedAt"], later["s3Key"]) == (first["updatedAt"], first["s3Key"])  # not rewritten
     assert accepted["jobId"] == "once-only"
 
@@ -86,7 +76,7 @@ def test_an_async_job_with_a_callback_url_ends_with_a_signed_post(function):
         job_id = json.loads(result["body"])["jobId"]
         (received,) = receiver.wait_for(1, seconds=120)
         saved = time.monotonic() + 30  # the POST has arrived; its outcome is saved next
-        while not (record := poll(function, job_id))["callback"]["attempts"] and time.monotonic() < saved:
+        while not (record := poll_job(function, job_id))["callback"]["attempts"] and time.monotonic() < saved:
             time.sleep(0.05)
     assert verifies(received, WEBHOOK_SECRET)
     sent = received.json()

@@ -1,6 +1,7 @@
 """Processes and ports for the services the tests run: free loopback ports, waiting for a
 service to be ready (failing fast, with its log, when it dies), and stopping it with all it
-started (each service runs in its own process group); and whether a process still runs."""
+started (each service runs in its own process group); whether a process still runs; and the
+machine's TCP sockets as the kernel lists them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 LOOPBACK = "127.0.0.1"
 
@@ -81,3 +82,24 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
     except FileNotFoundError:
         return False
+
+
+class TcpSocket(NamedTuple):
+    """One IPv4 or IPv6 TCP socket of this machine, as /proc/net/tcp{,6} lists it."""
+
+    local: tuple[str, int]  # (address, port)
+    state: str  # the kernel's code: "01" established, "0A" listening
+    received: int  # bytes that arrived and the socket's owner has not read yet
+    inode: str
+
+
+def tcp_sockets() -> list[TcpSocket]:
+    """Every TCP socket of this machine's network namespace, read from /proc."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port = fields[1].split(":")
+            host = socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address
+            found.append(TcpSocket((host, int(port, 16)), fields[3], int(fields[4].split(":")[1], 16), fields[9]))
+    return found

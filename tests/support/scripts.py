@@ -137,3 +137,28 @@ class Ring(Scene):
     def construct(self):
         self.play(Create(Circle(color=BLUE)), run_time=1)
 """
+
+# Scenes for many jobs at once, each its own: a tile of the job's colour for 0.2 s (3 frames at
+# -ql), the job's index in a comment. Four levels a channel give 64 colours, any two of them
+# far apart in one channel at least.
+TILE_FRAMES = 3
+_TILE_LEVELS = (30, 100, 170, 240)
+_TILE = """\
+from manim import *
+
+
+class Tile(Scene):
+    def construct(self):  # job {index}
+        self.add(Square(side_length=7, color="{colour}", fill_opacity=1))
+        self.wait(0.2)
+"""
+
+
+def tile_colour(index: int) -> tuple[int, int, int]:
+    """The RGB colour of job `index`'s tile (0 to 63)."""
+    return _TILE_LEVELS[index // 16], _TILE_LEVELS[index // 4 % 4], _TILE_LEVELS[index % 4]
+
+
+def tile(index: int) -> str:
+    """The script of job `index`: its tile, filling the middle of the frame."""
+    return _TILE.format(index=index, colour="#{:02X}{:02X}{:02X}".format(*tile_colour(index)))

@@ -8,7 +8,7 @@ import pytest
 
 import handler.cache
 from handler.app import lambda_handler
-from handler.cache import acquire_lease, cache_key, lease_key, normalise, release_lease
+from handler.cache import acquire_lease, cache_key, holding, lease_key, normalise, release_lease
 from handler.local import LocalContext
 from handler.storage import LocalStorage
 from render import Output
@@ -108,20 +108,38 @@ def test_a_hit_on_s3_costs_one_head_request(s3, configure):
 def test_a_request_releases_only_the_lease_it_holds(tmp_path):
     storage = LocalStorage(tmp_path)
     video = "videos/abc/Scene.mp4"
-    holder = acquire_lease(storage, video, ttl_seconds=60)
+    holder = acquire_lease(storage, video, wait_seconds=60, lease_seconds=60)
     assert holder is not None and holder.held
     # A request that gives up waiting renders without the lease; releasing it leaves the holder's.
-    impatient = acquire_lease(storage, video, ttl_seconds=0.3)
+    impatient = acquire_lease(storage, video, wait_seconds=0.3)
     assert impatient is not None and not impatient.held
     release_lease(storage, impatient)
     assert storage.read_json(lease_key(video)) == {"owner": holder.owner, "expiresAt": pytest.approx(time.time() + 60, abs=5)}
     # A lease that outlived its time is broken by the next request; its late release leaves the new one.
     release_lease(storage, holder)
-    stale = acquire_lease(storage, video, ttl_seconds=0.2)
+    stale = acquire_lease(storage, video, wait_seconds=60, lease_seconds=0.2)
     time.sleep(0.3)
-    successor = acquire_lease(storage, video, ttl_seconds=60)
+    successor = acquire_lease(storage, video, wait_seconds=60)
     assert stale is not None and successor is not None and successor.held
     release_lease(storage, stale)
     assert (storage.read_json(lease_key(video)) or {}).get("owner") == successor.owner
     release_lease(storage, successor)
     assert storage.read_json(lease_key(video)) is None
+
+
+def test_a_lease_stands_while_its_holder_renders_and_lapses_soon_after_it_stops(tmp_path):
+    storage = LocalStorage(tmp_path)
+    video = "videos/abc/Scene.mp4"
+    holder = acquire_lease(storage, video, wait_seconds=60, lease_seconds=1)
+    with holding(storage, holder):
+        # Waiting longer than the lease lasts: renewed meanwhile, it is never broken.
+        waiter = acquire_lease(storage, video, wait_seconds=2.5, lease_seconds=1)
+        assert waiter is not None and not waiter.held
+    assert storage.read_json(lease_key(video)) is None  # given up with the block
+    # A holder that stops renewing and never gives its lease up (it died, or storage failed
+    # as it tried) holds the next request up for the lease's time, not for its render's.
+    assert acquire_lease(storage, video, wait_seconds=60, lease_seconds=1) is not None
+    started = time.monotonic()
+    successor = acquire_lease(storage, video, wait_seconds=60)
+    assert successor is not None and successor.held
+    assert time.monotonic() - started < 2
