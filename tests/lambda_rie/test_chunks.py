@@ -30,7 +30,12 @@ def test_fanned_out_chunks_join_into_the_whole_render(functions, service, s3_ser
     expected = fetch(s3_server, bucket, whole["s3Key"], tmp_path / "whole.mp4")
     chunked = coordinator.invoke({"codeContent": code, "quality": "-ql", "cache": False, "chunks": 2})
     assert chunked.get("chunks") == 2, chunked
-    assert chunked["timings"]["planSeconds"] > 0 and chunked["timings"]["joinSeconds"] > 0
+    timings = chunked["timings"]
+    assert timings["planSeconds"] > 0 and timings["joinSeconds"] > 0
+    # Billed: the coordinator's time and each chunk invocation's (its handler's: an environment's
+    # start, here the first invoke's, is Lambda's to add), at 2048 MB (the emulator's) and the price.
+    assert timings["billedSeconds"] - timings["totalSeconds"] > 0.1
+    assert timings["estimatedCostUsd"] == pytest.approx(timings["billedSeconds"] * 2 * 0.0000166667, rel=1e-3)
     pieces = [call for call in service.received if call["payload"].get("action") == "renderChunk"]
     # One asynchronous invocation per range, sent at once (so in either order).
     ranges = sorted((call["invocationType"], call["payload"]["index"], call["payload"]["start"]) for call in pieces)

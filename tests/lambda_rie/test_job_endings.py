@@ -69,9 +69,10 @@ def test_a_chunked_job_is_cancelled_wherever_it_runs_and_leaves_nothing(function
     accepted = coordinator.invoke({"codeContent": LONG, "quality": "-ql", "async": True, "chunks": 2, "cache": False})
     job = accepted["jobId"]
     deadline = time.monotonic() + 60
-    while not (coordinator.invoke({"action": "status", "jobId": job}).get("progress") or {}).get("frames"):
+    while not (progress := coordinator.invoke({"action": "status", "jobId": job}).get("progress") or {}).get("frames"):
         assert time.monotonic() < deadline, "the chunks never started drawing"
         time.sleep(0.1)
+    assert progress["totalFrames"] == 60 * 15 and 0 <= progress["percent"] <= 99 and progress["chunks"] == 2
     cancel = coordinator.invoke({"action": "cancel", "jobId": job})
     assert (cancel["statusCode"], cancel["cancelRequested"]) == (202, True)
     asked = time.monotonic()
