@@ -5,6 +5,7 @@ Lambda service, and the joined video equals a whole render frame for frame."""
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tests.support import scripts
 from tests.support.chunk_scenes import BEEPS, SCENES
