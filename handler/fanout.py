@@ -14,9 +14,11 @@ and removes everything it stored. Once the request is removed, the range is no l
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -44,9 +46,32 @@ _TRANSIENT = ("storage", "internal", "lost")
 
 Invoke = Callable[[dict[str, Any]], None]
 
+# The async job whose render is running in this context, if any: its ranges are stored under
+# groups named after it, so that a job given up as lost can remove them (`forget_ranges`).
+RUNNING_JOB: ContextVar[str | None] = ContextVar("running_job", default=None)
+# What a range's invocation may have stored in its group.
+_PIECE_SUFFIXES = (".mp4", ".mov", ".webm")
+
 
 def _prefix(group: str) -> str:
     return f"jobs/chunks-{group}/"
+
+
+def _group(job_id: str | None, index: int) -> str:
+    """The group of a render's range `index`: for a job, derived from it; else a random one."""
+    if job_id is None:
+        return uuid.uuid4().hex
+    return hashlib.sha256(f"{job_id}/{index}".encode()).hexdigest()[:32]
+
+
+def forget_ranges(storage: Storage, job_id: str, max_chunks: int) -> None:
+    """Remove whatever the ranges of job `job_id` stored, its request first: a range still
+    rendering sees it gone and stops, uploading nothing."""
+    for index in range(max_chunks):
+        prefix = _prefix(_group(job_id, index))
+        for name in ("request.json", "marker.json", *(f"piece{suffix}" for suffix in _PIECE_SUFFIXES)):
+            with contextlib.suppress(StorageError):
+                storage.delete(prefix + name)
 
 
 class LambdaRanges:
@@ -60,7 +85,7 @@ class LambdaRanges:
         """Render `work` in another invocation; the seconds that invocation took."""
         assert work.spec.span is not None
         start, end = work.spec.span
-        group = uuid.uuid4().hex
+        group = _group(RUNNING_JOB.get(), work.index)
         prefix = _prefix(group)
         event = RenderChunkEvent(group=group, index=work.index, start=start, end=end).payload()
         piece = prefix + "piece" + work.piece.suffix

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from handler.callbacks import Delivery, call_back
 from handler.cancel import LOOK_SECONDS, cancelled_when
 from handler.errors import CONFLICT, LOST, NOT_FOUND, error_body, failure
+from handler.fanout import RUNNING_JOB, forget_ranges
 from handler.models import RenderRequest
 from handler.observability import logger
 from handler.pipeline import render_and_store
@@ -115,19 +116,25 @@ def create_job(storage: Storage, request: RenderRequest, job_id: str) -> tuple[J
 
 
 def given_up_if_stalled(environment: Environment, record: JobRecord) -> JobRecord:
-    """The record, marked `failed` (class `lost`) if it has not ended and shows no sign of
-    life for `JOB_STALL_SECONDS`."""
+    """The record, given up as lost (`_lost`) if it has not ended and shows no sign of life
+    for `JOB_STALL_SECONDS`."""
     if record.status not in ENDED and time.time() - record.updated_at > environment.settings.job_stall_seconds:
-        logger.warning("Job lost", extra={"job_id": record.job_id, "status": record.status})
-        record.end(environment, "failed", error=LOST)
+        _lost(environment, record)
     return record
 
 
 def give_up(environment: Environment, job_id: str) -> None:
-    """Mark the job `failed` (class `lost`) unless it has ended: its invocation failed."""
+    """Give the job up as lost (`_lost`) unless it has ended: its invocation failed."""
     record = load_job(environment.storage, job_id)
     if record is not None and record.status not in ENDED:
-        record.end(environment, "failed", error=LOST)
+        _lost(environment, record)
+
+
+def _lost(environment: Environment, record: JobRecord) -> None:
+    """Mark the job `failed` (class `lost`) and remove its chunks, as a failed render does."""
+    logger.warning("Job lost", extra={"job_id": record.job_id, "status": record.status})
+    forget_ranges(environment.storage, record.job_id, environment.settings.max_chunks)
+    record.end(environment, "failed", error=LOST)
 
 
 def cancel_job(environment: Environment, job_id: str) -> tuple[int, dict[str, Any]]:
@@ -198,6 +205,7 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
             touched = time.monotonic()
         return storage.exists(cancel_key(job_id))
 
+    running = RUNNING_JOB.set(job_id)  # its chunks are stored under groups named after it
     try:
         with cancelled_when(alive_and_unwanted, every=min(LOOK_SECONDS, beat)) as cancelled:
             response = render_and_store(environment, request, remaining_ms, on_stage, cancelled)
@@ -210,6 +218,8 @@ def run_job(environment: Environment, job_id: str, remaining_ms: int | None) -> 
         if failed.status >= 500:
             raise
         return
+    finally:
+        RUNNING_JOB.reset(running)
     record.end(environment, "succeeded", result=response.body(), ends=ends)
 
 

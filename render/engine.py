@@ -8,6 +8,7 @@ are joined here, in the worker.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import tempfile
 import threading
@@ -287,7 +288,8 @@ def _run_ranges(
         return seconds
 
     with ThreadPoolExecutor(max_workers=len(work) + 1, thread_name_prefix="range") as pool:
-        futures = [pool.submit(run, one) for one in work]
+        # Each range in the caller's context (contextvars): what it set for this render holds there.
+        futures = [pool.submit(contextvars.copy_context().run, run, one) for one in work]
         pool.submit(_stop_when_cancelled, spec.deadline.cancelled, stopped, futures)
         finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((future for future in futures if future in finished and future.exception()), None)

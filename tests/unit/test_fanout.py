@@ -11,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from handler.errors import ChunkFailed, ChunksOverdue
+from handler import fanout
+from handler.errors import LOST, ChunkFailed, ChunksOverdue
 from handler.fanout import LambdaRanges, render_chunk
-from handler.models import RenderChunkEvent
+from handler.jobs import create_job, give_up, load_job
+from handler.models import RenderChunkEvent, RenderRequest
 from handler.storage import LocalStorage
 from render import Deadline, Position, Progress, Range, RenderLimits, RenderSpec
 from tests.support import scripts
@@ -156,9 +158,35 @@ def test_a_chunk_reports_its_progress_in_its_marker_then_how_it_went(configure, 
     assert storage.exists(prefix + "piece.mp4")
 
 
-def test_a_range_is_read_less_often_while_it_draws_and_soon_when_it_should_be_done(monkeypatch):
-    from handler import fanout
+def test_the_chunks_of_a_job_given_up_as_lost_stop_and_leave_nothing(configure, tmp_path):
+    # The job's coordinating invocation died while a chunk of it renders elsewhere.
+    from tests.benchmark import LONG
 
+    environment = configure()
+    storage = environment.storage
+    body = {"codeContent": LONG, "quality": "-qm", "async": True}
+    request = RenderRequest.model_validate(body, context={"limits": environment.settings.request_limits})
+    record, _ = create_job(storage, request, "coordinator-died")
+    record.status = "rendering"
+    record.save(storage)
+    group = fanout._group("coordinator-died", 1)  # as its coordinator named the range
+    storage.write_json(f"jobs/chunks-{group}/request.json", {"codeContent": LONG, "quality": "-qm"})
+    answers: list[dict] = []
+    event = RenderChunkEvent(group=group, index=1, start=(0, 0), end=(15, 0))
+    chunk = threading.Thread(target=lambda: answers.append(render_chunk(environment, event, None)))
+    chunk.start()
+    while not (storage.read_json(f"jobs/chunks-{group}/marker.json") or {}).get("progress"):
+        assert chunk.is_alive(), answers
+        time.sleep(0.05)
+    give_up(environment, "coordinator-died")  # as Lambda's failure record, or a stalled record, makes it
+    chunk.join(timeout=5)
+    assert not chunk.is_alive() and answers == [{"index": 1, "ok": False}]
+    assert leftovers(storage) == ["jobs/coordinator-died.json"]
+    final = load_job(storage, "coordinator-died")
+    assert final is not None and (final.status, final.error) == ("failed", LOST)
+
+
+def test_a_range_is_read_less_often_while_it_draws_and_soon_when_it_should_be_done(monkeypatch):
     now = [0.0]
     monkeypatch.setattr(fanout.time, "monotonic", lambda: now[0])
     pace = fanout._PollPace(frames=300)

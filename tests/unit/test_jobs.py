@@ -1,6 +1,7 @@
 """Async jobs and status polling, in-process with the local dispatcher (the pool that `make
 serve` uses); the Lambda self-invoke path is in tests/lambda_rie/test_jobs.py."""
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -196,12 +197,28 @@ def test_a_job_without_a_sign_of_life_is_reported_lost(configure, local_store):
         assert "ended without an answer" in final["error"]["message"]
 
 
-def test_a_long_job_keeps_its_record_alive(configure, local_store):
-    configure(JOB_STALL_SECONDS="5")  # touched every 5 / 6 s; the render takes longer than 5 s
-    _, accepted = http("POST", "/api/render", {"codeContent": MANY_ANIMATIONS, "quality": "-qm", "async": True})
-    final, _ = wait_for_job(accepted["jobId"])
+# Six seconds without a frame drawn: the script thinks for three seconds before its first
+# animation, in the plan pass and again in the render.
+THINKS_FIRST = """\
+import time
+from manim import *
+
+
+class Thinks(Scene):
+    def construct(self):
+        time.sleep(3)
+        self.play(FadeIn(Dot()), run_time=0.2)
+"""
+
+
+def test_a_running_job_touches_its_record_while_nothing_else_moves(configure, local_store):
+    configure(JOB_STALL_SECONDS="5")  # so touched every 5 / 6 s; polling reads would give it up after 5
+    _, accepted = http("POST", "/api/render", {"codeContent": THINKS_FIRST, "quality": "-ql", "async": True})
+    final, seen = wait_for_job(accepted["jobId"])
     assert final["status"] == "succeeded", final
+    touched = sorted({record["updatedAt"] for record in seen})
     assert final["updatedAt"] - final["createdAt"] > 5
+    assert max(later - earlier for earlier, later in itertools.pairwise(touched)) < 2
 
 
 def test_lambdas_record_of_a_failed_invocation_gives_its_job_up(configure, local_store):
