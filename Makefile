@@ -12,13 +12,14 @@ UV_VERSION := 0.13.8
 UV := .tools/bin/uv
 VENV := .venv
 
-.PHONY: help install system-packages run serve lint test bench image image-test debian-check
+.PHONY: help install system-packages run serve lint test openapi bench image image-test debian-check
 
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
 	@echo "make serve  run the local HTTP server on PORT (default 3001)"
 	@echo "make lint   ruff and mypy over handler/, render/ and tests/ (configured in pyproject.toml)"
 	@echo "make test   make lint, then run every test"
+	@echo "make openapi  regenerate openapi.json and direct-invoke.schema.json from the code"
 	@echo "make bench  time the warm service against the manim CLI"
 	@echo "make image  build the Lambda image with sam build (Docker, or Podman's socket)"
 	@echo "make image-test  build the image, then test it as Lambda and sam local run it"
@@ -56,6 +57,10 @@ lint: install
 
 test: lint
 	$(VENV)/bin/python -m pytest
+
+# The contract, generated from the resolver and the models; tests/unit/test_openapi.py fails when they drift.
+openapi: install
+	$(VENV)/bin/python -m handler.contract
 
 bench: install
 	$(VENV)/bin/python -m tests.benchmark

@@ -12,19 +12,24 @@ exception is caught at the edge: whatever the error table does not name is the A
 from __future__ import annotations
 
 import base64
+import functools
+import gzip
 import hashlib
 import json
 import uuid
+from pathlib import Path
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi import swagger_ui
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Path as PathParam
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
+from handler import contract
 from handler.auth import presents_token
 from handler.environment import Environment, current_environment
 from handler.errors import (
@@ -62,6 +67,11 @@ app = APIGatewayHttpResolver(enable_validation=True)
 
 # Routes anyone may call, token or not.
 OPEN_ROUTES = frozenset({"/health"})
+# The contract's routes (`OPENAPI_ROUTES`, the local server always): open too where served,
+# answered 404 elsewhere. Swagger UI's script and style are Powertools' own copies, served here.
+SWAGGER_ASSETS = Path(swagger_ui.__file__).parent
+SWAGGER_FILES = {"swagger-ui-bundle.min.js": "text/javascript", "swagger-ui.min.css": "text/css"}
+CONTRACT_ROUTES = frozenset({"/openapi.json", "/swagger", *(f"/swagger/{name}" for name in SWAGGER_FILES)})
 ACCEPTED = 202
 # Failures of a render: a direct invoke answers those of the caller, and raises ours.
 _RENDER_FAILURES = (RenderError, StorageError, ChunkFailed, ChunksOverdue)
@@ -133,7 +143,9 @@ def _invocation_failed(environment: Environment, event: InvocationFailedEvent) -
     return {"recorded": True}
 
 
-@app.get("/health")
+@app.get(
+    "/health", responses=contract.HEALTH_RESPONSES, openapi_extensions={"security": []}, tags=["health"], summary="Worker health"
+)
 def health() -> dict[str, Any]:
     worker = current_environment().start_worker()
     return {
@@ -142,7 +154,13 @@ def health() -> dict[str, Any]:
     }
 
 
-@app.post("/api/render")
+@app.post(
+    "/api/render",
+    responses=contract.RENDER_RESPONSES,
+    openapi_extensions=contract.RENDER_REQUEST_BODY,
+    tags=["render"],
+    summary="Render a scene",
+)
 def render_route() -> Response[dict[str, Any]]:
     environment = current_environment()
     event = app.current_event
@@ -160,14 +178,62 @@ def render_route() -> Response[dict[str, Any]]:
     return _json(ACCEPTED, {**accepted, "statusUrl": f"{base}/api/render/status/{accepted['jobId']}"})
 
 
-@app.get("/api/render/status/<job_id>")
+@app.get("/api/render/status/<job_id>", responses=contract.STATUS_RESPONSES, tags=["jobs"], summary="An async job's record")
 def job_status(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
     return _json(*_status(current_environment(), job_id))
 
 
-@app.post("/api/render/cancel/<job_id>")
+@app.post("/api/render/cancel/<job_id>", responses=contract.CANCEL_RESPONSES, tags=["jobs"], summary="Cancel an async job")
 def job_cancel(job_id: Annotated[str, PathParam(pattern=JOB_ID_PATTERN)]) -> Response[dict[str, Any]]:
     return _json(*cancel_job(current_environment(), job_id))
+
+
+def _route_missing() -> Response[Any]:
+    return _json(NOT_FOUND, error_body(f"No route for {app.current_event.http_method} {app.current_event.path}."))
+
+
+@functools.cache
+def _openapi_json() -> str:
+    return json.dumps(contract.openapi_document())
+
+
+@functools.cache
+def _swagger_asset(name: str) -> bytes:
+    """One of Swagger UI's files, gzipped: the script is 1.5 MB as it is, over the answer limit
+    (`MAX_ANSWER_BYTES`), and 0.4 MB gzipped (0.55 MB once base64-encoded for Lambda)."""
+    return gzip.compress((SWAGGER_ASSETS / name).read_bytes(), mtime=0)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_route() -> Response[Any]:
+    if not current_environment().settings.openapi_routes:
+        return _route_missing()
+    return Response(status_code=200, content_type="application/json", body=_openapi_json())
+
+
+@app.get("/swagger", include_in_schema=False)
+def swagger_route() -> Response[Any]:
+    """Swagger UI (Powertools' page and files), showing `/openapi.json`'s document."""
+    if not current_environment().settings.openapi_routes:
+        return _route_missing()
+    if (app.current_event.query_string_parameters or {}).get("format") == "json":
+        return Response(status_code=200, content_type="application/json", body=_openapi_json())
+    script, style = (f"/swagger/{name}" for name in SWAGGER_FILES)
+    page = swagger_ui.generate_swagger_html(_openapi_json().replace("</", "<\\/"), script, style, "/swagger", None)
+    return Response(status_code=200, content_type="text/html", body=page)
+
+
+# No return annotation, deliberately: Powertools would validate (and so decode) the gzipped body.
+@app.get("/swagger/<name>", include_in_schema=False)
+def swagger_file(name: str):  # type: ignore[no-untyped-def]
+    if not current_environment().settings.openapi_routes or name not in SWAGGER_FILES:
+        return _route_missing()
+    return Response(
+        status_code=200,
+        content_type=SWAGGER_FILES[name],
+        body=_swagger_asset(name),
+        headers={"Content-Encoding": "gzip", "Cache-Control": "public, max-age=86400"},
+    )
 
 
 @app.exception_handler(RequestValidationError)
@@ -189,7 +255,7 @@ def _failed(error: Exception) -> Response:
 
 @app.not_found
 def _not_found(_: Exception) -> Response:
-    return _json(NOT_FOUND, error_body(f"No route for {app.current_event.http_method} {app.current_event.path}."))
+    return _route_missing()
 
 
 def is_http_event(event: Any) -> bool:
@@ -204,7 +270,7 @@ def unauthorized(environment: Environment, event: dict[str, Any]) -> dict[str, A
     validation errors; direct invokes are authorised by IAM alone and never come here.
     """
     request = APIGatewayProxyEventV2(event)
-    if request.raw_path in OPEN_ROUTES:
+    if request.raw_path in OPEN_ROUTES or (environment.settings.openapi_routes and request.raw_path in CONTRACT_ROUTES):
         return None
     expected = environment.token.value()
     if expected is None or presents_token(request.headers, expected):

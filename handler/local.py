@@ -20,7 +20,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from handler.settings import Settings
 
@@ -43,6 +43,13 @@ class LocalContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+def _query_parameters(query: str) -> dict[str, str]:
+    values: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        values.setdefault(name, []).append(value)
+    return {name: ",".join(found) for name, found in values.items()}
+
+
 def function_url_event(method: str, target: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
     """The event a Lambda function URL would send for this HTTP request (payload 2.0)."""
     url = urlsplit(target)
@@ -51,6 +58,8 @@ def function_url_event(method: str, target: str, headers: dict[str, str], body: 
         "routeKey": "$default",
         "rawPath": url.path,
         "rawQueryString": url.query,
+        # As function URLs send them: a name given several times has its values joined by commas.
+        **({"queryStringParameters": _query_parameters(url.query)} if url.query else {}),
         "headers": {name.lower(): value for name, value in headers.items()},
         "requestContext": {
             "accountId": "anonymous",
@@ -139,11 +148,12 @@ def serve(settings: Settings, port: int) -> None:
 
     if not settings.bucket and not settings.local_store_url:  # the embedded store's URLs point here
         settings = settings.model_copy(update={"local_store_url": f"http://127.0.0.1:{port}"})
+    settings = settings.model_copy(update={"openapi_routes": True})  # the contract, always served here
     environment = Environment.assemble(settings, serving=True)
     use_environment(environment)
     environment.start_worker()  # now, not on the first request
     server = _Server(("127.0.0.1", port), _Handler)
-    print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health)", flush=True)
+    print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health, /swagger)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

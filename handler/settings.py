@@ -71,6 +71,8 @@ class Settings(BaseModel):
     webhook_secret_parameter: str | None = Field(None, alias="WEBHOOK_SECRET_PARAMETER")
     service_name: str = Field("manim-worker", alias="POWERTOOLS_SERVICE_NAME")
     metrics_namespace: str = Field("ManimWorker", alias="POWERTOOLS_METRICS_NAMESPACE")
+    # Serve the API's contract (`/openapi.json`, Swagger UI at `/swagger`); the local server always does.
+    openapi_routes: bool = Field(False, alias="OPENAPI_ROUTES")
     local_port: int = Field(3001, alias="PORT", ge=1, le=65535)
     local_render_uid: int = Field(64999, alias="LOCAL_RENDER_UID", ge=0)
     # The AWS SDK's own: read only to keep a deployment's choice (see `sdk_environment`).
