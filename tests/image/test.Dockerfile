@@ -16,6 +16,6 @@ RUN python -m ensurepip --upgrade \
 COPY tests/ ./tests/
 COPY events/ ./events/
 COPY .ci/ ./.ci/
-COPY Dockerfile template.yaml samconfig.toml .dockerignore ./
+COPY Dockerfile template.yaml samconfig.toml .dockerignore openapi.json direct-invoke.schema.json ./
 ENTRYPOINT ["python", "-m", "pytest"]
 CMD ["-q"]

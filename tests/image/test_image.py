@@ -38,7 +38,8 @@ SAM = Path(sys.executable).parent / "sam"
 TEST_IMAGE = "renderfunction-tests:latest"
 # What the in-image suite needs to build its image: the tests and what they read.
 TEST_CONTEXT = (
-    "pyproject.toml", "uv.lock", "Dockerfile", "template.yaml", "samconfig.toml", ".dockerignore", ".ci", "events", "tests"
+    *("pyproject.toml", "uv.lock", "Dockerfile", "template.yaml", "samconfig.toml", ".dockerignore", ".ci", "events", "tests"),
+    *("openapi.json", "direct-invoke.schema.json"),  # the contract, which tests/unit/test_openapi.py checks
 )
 
 
