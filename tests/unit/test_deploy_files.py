@@ -256,6 +256,16 @@ def test_every_environment_setting_is_one_the_function_reads(function: dict) -> 
     assert not unknown, f"set by the template but read by nothing: {unknown}"
 
 
+def test_the_contract_routes_are_off_unless_the_deployer_turns_them_on(template: dict, function: dict) -> None:
+    from handler.settings import Settings
+
+    parameter = template["Parameters"]["OpenApiRoutes"]
+    assert function["Properties"]["Environment"]["Variables"]["OPENAPI_ROUTES"] == {"Ref": "OpenApiRoutes"}
+    served = {value: Settings.model_validate({"OPENAPI_ROUTES": value}).openapi_routes for value in parameter["AllowedValues"]}
+    assert served == {"true": True, "false": False}
+    assert served[parameter["Default"]] is False
+
+
 def test_s3_endpoint_is_declared_empty_so_sam_local_can_set_it(function: dict) -> None:
     # SAM's --env-vars reaches only declared variables; empty means AWS's own S3.
     assert function["Properties"]["Environment"]["Variables"]["S3_ENDPOINT"] == ""
