@@ -3,9 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # System packages: a C compiler, Cairo and Pango to build Manim's bindings (pycairo and manimpango
-# publish no Linux wheels), LaTeX for MathTex and Tex.
+# publish no Linux wheels), LaTeX for MathTex and Tex, CodeMirror for the editor of `make serve`'s
+# page and Chromium to test that page.
 APT_PACKAGES := python3 python3-dev python3-venv build-essential pkg-config libcairo2-dev libpango1.0-dev \
-	texlive-latex-base texlive-latex-extra texlive-fonts-recommended dvisvgm cm-super-minimal
+	texlive-latex-base texlive-latex-extra texlive-fonts-recommended dvisvgm cm-super-minimal \
+	libjs-codemirror chromium
 # Debian's interpreter, so that the unprivileged user the Lambda tests run as can use the venv.
 PYTHON := $(firstword $(wildcard /usr/bin/python3.11) python3.11)
 UV_VERSION := 0.13.8
@@ -16,7 +18,7 @@ VENV := .venv
 
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
-	@echo "make serve  run the local HTTP server on PORT (default 3001)"
+	@echo "make serve  run the local HTTP server on PORT (default 3001), with a page to try scenes at /"
 	@echo "make lint   ruff and mypy over handler/, render/ and tests/ (configured in pyproject.toml)"
 	@echo "make test   make lint, then run every test"
 	@echo "make openapi  regenerate openapi.json and direct-invoke.schema.json from the code"

@@ -5,6 +5,9 @@ HTTP request into a function URL event), so what works here works there.
 
     python -m handler.local invoke events/function-url-render.json
     python -m handler.local serve            # PORT, default 3001
+
+The server also serves a page to try scenes at `/` (handler/static/), a caller of the same
+HTTP API; its editor is Debian's CodeMirror (`libjs-codemirror`), read from where apt puts it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,18 @@ from handler.settings import Settings
 
 # Lambda's longest timeout: a local invocation has as long as the longest real one.
 LOCAL_DEADLINE_SECONDS = 900
+
+HTML, JS, CSS = "text/html; charset=utf-8", "text/javascript; charset=utf-8", "text/css; charset=utf-8"
+# The page at `/` and the only files it loads, by URL path: its own (in PAGE) and three of
+# Debian's CodeMirror 5 (in CODEMIRROR). Fixed lists, so that no file path is built from a request.
+PAGE = Path(__file__).resolve().parent / "static"
+PAGE_FILES = {"/": ("index.html", HTML), "/static/page.js": ("page.js", JS), "/static/page.css": ("page.css", CSS)}
+CODEMIRROR = Path("/usr/share/javascript/codemirror")
+CODEMIRROR_FILES = {
+    "/static/codemirror/codemirror.js": ("lib/codemirror.js", JS),
+    "/static/codemirror/codemirror.css": ("lib/codemirror.css", CSS),
+    "/static/codemirror/python.js": ("mode/python/python.js", JS),
+}
 
 
 @dataclass
@@ -84,6 +99,23 @@ def function_url_event(method: str, target: str, headers: dict[str, str], body: 
     }
 
 
+def page_file(path: str) -> tuple[HTTPStatus, str, bytes] | None:
+    """The status, type and bytes answering a GET of `path` if it is the page or one of its
+    files, else None. CodeMirror comes from a system package: without it the answer is a 500
+    that says what to install (the page then says so too, and keeps a plain text box)."""
+    if path in PAGE_FILES:
+        name, content_type = PAGE_FILES[path]
+        return HTTPStatus.OK, content_type, (PAGE / name).read_bytes()
+    if path not in CODEMIRROR_FILES:
+        return None
+    name, content_type = CODEMIRROR_FILES[path]
+    try:
+        return HTTPStatus.OK, content_type, (CODEMIRROR / name).read_bytes()
+    except OSError:
+        missing = f"{CODEMIRROR / name} is missing: install Debian's libjs-codemirror (make serve does).\n"
+        return HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", missing.encode()
+
+
 def invoke(event: Any) -> Any:
     """Call the real handler with `event`, as one Lambda invocation would."""
     from handler.app import lambda_handler
@@ -92,7 +124,8 @@ def invoke(event: Any) -> Any:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Every request becomes a function URL event, except GETs of stored videos."""
+    """Every request becomes a function URL event, except GETs of the page, its files and
+    stored videos."""
 
     protocol_version = "HTTP/1.1"
     server_version = "manim-worker-local"
@@ -100,12 +133,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        if self.command == "GET" and self._serve_stored_video():
-            return
+        if self.command == "GET":
+            page = page_file(urlsplit(self.path).path)
+            if page is not None:
+                status, content_type, data = page
+                self._send(status, data, {"Content-Type": content_type})
+                return
+            if self._serve_stored_video():
+                return
         result = invoke(function_url_event(self.command, self.path, dict(self.headers), body))
         payload = base64.b64decode(result["body"]) if result.get("isBase64Encoded") else result.get("body", "").encode()
-        self.send_response(result["statusCode"])
-        for name, value in result.get("headers", {}).items():
+        self._send(result["statusCode"], payload, result.get("headers", {}))
+
+    def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -125,11 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             self.send_error(HTTPStatus.NOT_FOUND)
             return True
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", content_type(path))
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(HTTPStatus.OK, data, {"Content-Type": content_type(path)})
         return True
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _answer
@@ -153,7 +191,11 @@ def serve(settings: Settings, port: int) -> None:
     use_environment(environment)
     environment.start_worker()  # now, not on the first request
     server = _Server(("127.0.0.1", port), _Handler)
-    print(f"Serving the render worker on http://127.0.0.1:{port} (POST /api/render, GET /health, /swagger)", flush=True)
+    print(
+        f"Serving the render worker on http://127.0.0.1:{port} (the page to try scenes at /, POST /api/render, "
+        "GET /health, /swagger)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
