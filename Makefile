@@ -19,7 +19,7 @@ VENV := .venv
 help:
 	@echo "make run    render the bundled example through the handler (embedded storage)"
 	@echo "make serve  run the local HTTP server on PORT (default 3001), with a page to try scenes at /"
-	@echo "make lint   ruff and mypy over handler/, render/ and tests/ (configured in pyproject.toml)"
+	@echo "make lint   ruff and mypy over handler/, render/, manim_lambda/ and tests/ (configured in pyproject.toml)"
 	@echo "make test   make lint, then run every test"
 	@echo "make openapi  regenerate openapi.json and direct-invoke.schema.json from the code"
 	@echo "make bench  time the warm service against the manim CLI"

@@ -13,6 +13,11 @@ RUN python -m ensurepip --upgrade \
         --output-file /tmp/dev.txt \
     && python -m pip install --no-cache-dir --no-deps --require-hashes --requirement /tmp/dev.txt \
     && rm -rf /tmp/uv /tmp/dev.txt
+# The client and its console script (tests/*/test_client.py run `manim-lambda`), built as
+# `uv sync` builds it; the function image itself has neither.
+COPY README.md ./
+COPY manim_lambda/ ./manim_lambda/
+RUN python -m pip install --no-cache-dir --no-deps .
 COPY tests/ ./tests/
 COPY events/ ./events/
 COPY .ci/ ./.ci/

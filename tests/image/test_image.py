@@ -40,6 +40,7 @@ TEST_IMAGE = "renderfunction-tests:latest"
 TEST_CONTEXT = (
     *("pyproject.toml", "uv.lock", "Dockerfile", "template.yaml", "samconfig.toml", ".dockerignore", ".ci", "events", "tests"),
     *("openapi.json", "direct-invoke.schema.json"),  # the contract, which tests/unit/test_openapi.py checks
+    *("README.md", "manim_lambda"),  # the client, which the test image installs
 )
 
 

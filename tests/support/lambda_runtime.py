@@ -53,17 +53,21 @@ class LambdaRuntime:
     # The emulator runs one invocation at a time and crashes if asked for a second meanwhile.
     _one_at_a_time: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def try_invoke(self, event: dict[str, Any]) -> bool:
-        """Invoke with `event` if no invocation is running, as Lambda uses an idle environment;
-        False (and nothing done) if one is."""
+    def invoke_if_idle(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """Invoke with `event` if no invocation is running, as Lambda uses an idle environment,
+        and return its result; None (and nothing done) if one is running."""
         if not self._one_at_a_time.acquire(blocking=False):
-            return False
+            return None
         self._one_at_a_time.release()
+        return self.invoke(event)
+
+    def try_invoke(self, event: dict[str, Any]) -> bool:
+        """An asynchronous invocation: `invoke_if_idle`, whose result goes nowhere, as on
+        Lambda; False (and nothing done) if an invocation is running."""
         try:
-            self.invoke(event)
+            return self.invoke_if_idle(event) is not None
         except InvokeError:
-            pass  # an asynchronous invocation's result goes nowhere, as on Lambda
-        return True
+            return True
 
     def invoke(self, event: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
         """Invoke with `event` and return the function's result.

@@ -21,7 +21,9 @@ class LambdaService:
     (`InvocationType=Event`) invokes: it answers 202 at once, as Lambda does, records the
     call as boto3 made it, and delivers the event to the emulated function once that is free.
     Point the functions at it with `LAMBDA_ENDPOINT_URL`, then list them in `targets`: each
-    event goes to one that is idle (like an execution environment), in parallel."""
+    event goes to one that is idle (like an execution environment), in parallel. A caller's
+    synchronous invoke (`RequestResponse`, boto3's default) is run on an idle target as soon
+    as there is one, and answered with its result; it is not recorded."""
 
     url: str
     targets: list[LambdaRuntime] = field(default_factory=list)
@@ -71,9 +73,24 @@ def lambda_service(*, one_at_a_time: bool = False) -> Iterator[LambdaService]:
     (port,) = free_ports(1)
     service = LambdaService(url=f"http://{LOOPBACK}:{port}")
 
+    def invoke_idle(event: dict[str, Any]) -> dict[str, Any]:
+        while True:
+            for runtime in list(service.targets):
+                if (result := runtime.invoke_if_idle(event)) is not None:
+                    return result
+            time.sleep(0.05)  # every environment is busy, or none is listed yet
+
     class Invoke(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.headers.get("X-Amz-Invocation-Type", "RequestResponse") == "RequestResponse":
+                result = json.dumps(invoke_idle(json.loads(payload or b"null"))).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(result)))
+                self.end_headers()
+                self.wfile.write(result)
+                return
             parts = self.path.split("/")
             service.received.append(
                 {

@@ -65,6 +65,17 @@ class Broken(Scene):
         self.play(circle.animate.shift(RIGHT * undefined_distance))
 """
 
+# A misspelt name on line 7, as a caller's script may have one.
+TYPO = """\
+from manim import *
+
+
+class Typo(Scene):
+    def construct(self):
+        self.wait(0.1)
+        self.add(Circel())
+"""
+
 # Fails inside Manim: the traceback should end in the library frame that objected.
 BAD_MANIM_CALL = """\
 from manim import *

@@ -30,3 +30,9 @@ def test_render_knows_nothing_of_handler_or_aws():
     above = ("handler", "boto3", "botocore", "aws_lambda_powertools")
     for path in (PROJECT / "render").glob("*.py"):
         assert not {module for module in imported_modules(path) if module.split(".")[0] in above}, path
+
+
+def test_the_client_needs_nothing_of_the_worker():
+    # Its wheel holds manim_lambda/ alone: an import of the worker's code would fail where it is installed.
+    for path in (PROJECT / "manim_lambda").glob("*.py"):
+        assert not {module for module in imported_modules(path) if module.split(".")[0] in ("handler", "render", "tests")}, path
