@@ -8,6 +8,7 @@ of the function (`FunctionService`). Every answer the service gives as an error 
 
 from __future__ import annotations
 
+import http.client
 import json
 import shutil
 import time
@@ -287,9 +288,16 @@ def _followed(
 
 def _download(url: str, path: Path) -> None:
     """Fetch a stored file: a presigned S3 URL, or the local server's URL of its embedded
-    store. It carries its own authorisation, so no token or signature of ours goes with it."""
+    store. It carries its own authorisation, so no token or signature of ours goes with it.
+    The file is written beside `path` and renamed when whole: a failed download leaves
+    neither a partial file nor a changed `path`."""
+    partial = path.with_name(f".{path.name}.part")
     try:
-        with urllib.request.urlopen(url, timeout=READ_TIMEOUT_SECONDS) as response, path.open("wb") as file:
+        with urllib.request.urlopen(url, timeout=READ_TIMEOUT_SECONDS) as response, partial.open("wb") as file:
             shutil.copyfileobj(response, file)
-    except OSError as error:
+            if response.length:  # bytes the server promised and never sent: the connection broke
+                raise http.client.IncompleteRead(b"", response.length)
+        partial.replace(path)
+    except (OSError, http.client.HTTPException) as error:  # HTTPException: the body was cut short
+        partial.unlink(missing_ok=True)
         raise ServiceError(f"could not download {url}: {error}") from error

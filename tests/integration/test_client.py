@@ -5,13 +5,16 @@ interrupted render, and SigV4 signing checked by a stand-in for a function URL."
 import json
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from manim_lambda import HttpService, RequestRejected, ScriptError, render
+from manim_lambda import HttpService, RequestRejected, ScriptError, ServiceError, render
 from tests.support import scripts
 from tests.support.client_cli import CLI, client_env, manim_lambda
 from tests.support.function_url import function_url
@@ -172,3 +175,49 @@ def test_a_function_url_gets_sigv4_requests_for_lambda_in_its_region(server, tmp
         signed = manim_lambda("status", "x", "--url", gate.url, "--sigv4", "--region", "us-east-1", env=proxied, cwd=tmp_path)
         assert signed.returncode == 1 and "404: No job 'x'." in signed.stderr
         assert gate.checked[-1] == "us-east-1/lambda"
+
+
+class _CutShort(BaseHTTPRequestHandler):
+    """A stored file whose download breaks off: a long length promised, ten bytes sent."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100000")
+        self.end_headers()
+        self.wfile.write(b"0123456789")
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+class _Succeeded:
+    """A service whose every job has succeeded, its file at `url`: what a download meets is
+    then the only thing left to happen."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def submit(self, request: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 202, {"jobId": "job-1"}
+
+    def status(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        result: dict[str, Any] = {"s3Key": "videos/x/Ring.mp4", "url": self.url, "sceneName": "Ring", "format": "mp4"}
+        result |= {"cached": False, "timings": {}}
+        return 200, {"jobId": job_id, "status": "succeeded", "result": result}
+
+    def cancel(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        return 409, {"message": "ended"}
+
+
+def test_a_download_cut_short_leaves_the_output_as_it_was(tmp_path):
+    stored = ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
+    threading.Thread(target=stored.serve_forever, daemon=True).start()
+    try:
+        output = tmp_path / "ring.mp4"
+        output.write_bytes(b"an earlier render")
+        with pytest.raises(ServiceError, match="could not download"):
+            render(scripts.ONE_SECOND, _Succeeded(f"http://127.0.0.1:{stored.server_port}/Ring.mp4"), output=output)
+        assert output.read_bytes() == b"an earlier render"
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["ring.mp4"]
+    finally:
+        stored.shutdown()
