@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 _FIRST_POLL_SECONDS = 0.05
 _BLIND_POLL_SECONDS = 0.25
 _LONGEST_POLL_SECONDS = 1.0
+_CLOSING_POLL_SECONDS = 0.1
+_CLOSING_SECONDS = 1.0
 # A chunk writes its progress to its marker at most this often.
 _PROGRESS_WRITE_SECONDS = 0.5
 # A range that is no longer wanted checks its request before each write; one it began just
@@ -143,11 +145,14 @@ class LambdaRanges:
 class _PollPace:
     """How long to wait before reading a range's marker again.
 
-    Until the range has reported drawing twice, the pause starts at `_FIRST_POLL_SECONDS` and
-    grows half again each time, up to `_BLIND_POLL_SECONDS`. From then on it is half the time
-    the range still needs at the pace it has been drawing (seen between its reports), between
-    `_FIRST_POLL_SECONDS` and `_LONGEST_POLL_SECONDS`. So a range is seen done soon after it is,
-    and a long one is read about once a second while it draws.
+    Until the range has reported drawing, the pause starts at `_FIRST_POLL_SECONDS` and grows
+    half again each time, up to `_BLIND_POLL_SECONDS` (it may be waiting for an environment).
+    Once it draws, but its pace is not known yet (two reports apart), the pause is
+    `_CLOSING_POLL_SECONDS`: a short range may end before its next report. From then on it is
+    half the time the range still needs at the pace it has been drawing, between
+    `_FIRST_POLL_SECONDS` and `_LONGEST_POLL_SECONDS`, and at most `_CLOSING_POLL_SECONDS` in its
+    last `_CLOSING_SECONDS`. So a range is seen done soon after it is (its end is read within a
+    tenth of a second), and a long one is read about once a second while it draws.
     """
 
     def __init__(self, frames: int) -> None:
@@ -163,11 +168,16 @@ class _PollPace:
             if self._seen is not None:
                 self._rate = (frames - self._seen[0]) / max(now - self._seen[1], 1e-3)
             self._seen = (frames, now)
-        if self._rate is None or self._seen is None:
+        if self._seen is None:
             self.pause = min(self.pause * 1.5, _BLIND_POLL_SECONDS)
+            return
+        if self._rate is None:
+            self.pause = _CLOSING_POLL_SECONDS
             return
         left = (self.frames - self._seen[0]) / self._rate - (now - self._seen[1])
         self.pause = min(max(left / 2, _FIRST_POLL_SECONDS), _LONGEST_POLL_SECONDS)
+        if left < _CLOSING_SECONDS:
+            self.pause = min(self.pause, _CLOSING_POLL_SECONDS)
 
 
 def _seconds(marker: dict[str, Any]) -> float | None:

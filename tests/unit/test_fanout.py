@@ -195,13 +195,17 @@ def test_a_range_is_read_less_often_while_it_draws_and_soon_when_it_should_be_do
         pace.read(None)
         blind.append(round(pace.pause, 3))
     assert blind == [0.05, 0.075, 0.113, 0.169, 0.25, 0.25]
-    pace.read(30)
+    pace.read(30)  # drawing, at a pace not known yet: it may be done before its next report
+    assert pace.pause == 0.1
     now[0] = 1.0
     pace.read(60)  # 30 frames a second: 240 frames, 8 s, still to draw
     assert pace.pause == 1.0
-    now[0] = 8.0
-    pace.read(60)  # the same report again: about a second to go at that pace
-    assert pace.pause == pytest.approx(0.5)
+    now[0] = 7.0
+    pace.read(60)  # the same report again: 2 s to go at that pace
+    assert pace.pause == pytest.approx(1.0)
+    now[0] = 8.5
+    pace.read(60)  # its last half second: read within a tenth of one of its end
+    assert pace.pause == 0.1
     now[0] = 9.5
     pace.read(60)  # past when it should have been done: read often
     assert pace.pause == 0.05
