@@ -150,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as error:
         print(f"{PROGRAM}: {error}{_explained(getattr(error, 'errors', None))}", file=sys.stderr)
         return 1
+    except OSError as error:  # the script cannot be read, or the output written
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted", file=sys.stderr)  # a render's job is cancelled first
         return 130

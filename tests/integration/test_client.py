@@ -78,6 +78,12 @@ def test_a_rejected_request_says_why(server, tmp_path):
     assert rejected.stderr.endswith("\n  body.sceneName: Value error, sceneName must be a Python class name\n")
 
 
+def test_a_script_that_cannot_be_read_is_named(server, tmp_path):
+    missing = manim_lambda("render", "nowhere.py", "-o", "out.mp4", "--url", server, cwd=tmp_path)
+    assert (missing.returncode, missing.stdout) == (1, "")
+    assert missing.stderr == "manim-lambda: [Errno 2] No such file or directory: 'nowhere.py'\n"
+
+
 def test_status_and_cancel_of_a_running_job(server, tmp_path):
     status, accepted = request(f"{server}/api/render", {"codeContent": SPINNING, "quality": "-ql", "async": True})
     assert status == 202
