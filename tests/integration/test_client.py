@@ -5,10 +5,9 @@ interrupted render, and SigV4 signing checked by a stand-in for a function URL."
 import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from tests.support import scripts
 from tests.support.client_cli import CLI, client_env, manim_lambda
 from tests.support.function_url import function_url
 from tests.support.local_server import local_server, request
+from tests.support.processes import serving
 from tests.support.video import decode
 
 # Long enough to be cancelled while it renders (a minute of frames at -ql).
@@ -216,14 +216,10 @@ class _Succeeded:
 
 
 def test_a_download_cut_short_leaves_the_output_as_it_was(tmp_path):
-    stored = ThreadingHTTPServer(("127.0.0.1", 0), _CutShort)
-    threading.Thread(target=stored.serve_forever, daemon=True).start()
-    try:
+    with serving(_CutShort) as stored:
         output = tmp_path / "ring.mp4"
         output.write_bytes(b"an earlier render")
         with pytest.raises(ServiceError, match="could not download"):
             render(scripts.ONE_SECOND, _Succeeded(f"http://127.0.0.1:{stored.server_port}/Ring.mp4"), output=output)
-        assert output.read_bytes() == b"an earlier render"
-        assert sorted(path.name for path in tmp_path.iterdir()) == ["ring.mp4"]
-    finally:
-        stored.shutdown()
+    assert output.read_bytes() == b"an earlier render"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ring.mp4"]

@@ -8,14 +8,13 @@ import contextlib
 import hashlib
 import hmac
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.support.processes import LOOPBACK
+from tests.support.processes import LOOPBACK, serving
 
 
 @dataclass(frozen=True)
@@ -76,13 +75,7 @@ def callback_receiver(*answers: int) -> Iterator[Receiver]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
-    port = server.server_address[1]
-    receiver = Receiver(url=f"http://{LOOPBACK}:{port}/hooks/render?from=worker", port=port, answers=list(answers))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        port = server.server_address[1]
+        receiver = Receiver(url=f"http://{LOOPBACK}:{port}/hooks/render?from=worker", port=port, answers=list(answers))
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()

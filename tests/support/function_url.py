@@ -11,12 +11,11 @@ import contextlib
 import datetime
 import hmac
 import re
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.support.processes import LOOPBACK, free_ports
+from tests.support.processes import LOOPBACK, free_ports, serving
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request, "
@@ -110,11 +109,5 @@ def function_url(backend: str, key: str, secret: str) -> Iterator[FunctionUrl]:
         def log_message(self, *_: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer((LOOPBACK, port), Gate)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Gate, port):
         yield stand_in
-    finally:
-        server.shutdown()
-        server.server_close()

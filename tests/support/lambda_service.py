@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.support.lambda_runtime import InvokeError, LambdaRuntime
-from tests.support.processes import LOOPBACK, free_ports
+from tests.support.processes import LOOPBACK, free_ports, serving
 
 
 @dataclass
@@ -67,7 +67,7 @@ def lambda_service(*, one_at_a_time: bool = False) -> Iterator[LambdaService]:
     target in turn: each invocation then has the machine's cores to itself, as it would have
     its own execution environment's on Lambda (`make bench` times each so)."""
     import queue
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     pending: queue.Queue[bytes | None] = queue.Queue()
     (port,) = free_ports(1)
@@ -138,13 +138,9 @@ def lambda_service(*, one_at_a_time: bool = False) -> Iterator[LambdaService]:
             else:
                 threading.Thread(target=deliver_one, args=(event,), daemon=True).start()
 
-    server = ThreadingHTTPServer((LOOPBACK, port), Invoke)
-    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=deliver, daemon=True)]
-    for thread in threads:
-        thread.start()
-    try:
-        yield service
-    finally:
-        pending.put(None)
-        server.shutdown()
-        server.server_close()
+    with serving(Invoke, port):
+        threading.Thread(target=deliver, daemon=True).start()
+        try:
+            yield service
+        finally:
+            pending.put(None)

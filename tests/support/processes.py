@@ -1,7 +1,7 @@
-"""Processes and ports for the services the tests run: free loopback ports, waiting for a
-service to be ready (failing fast, with its log, when it dies), and stopping it with all it
-started (each service runs in its own process group); whether a process still runs; and the
-machine's TCP sockets as the kernel lists them."""
+"""Processes and ports for the services the tests run: free loopback ports, an HTTP stand-in
+served from a thread, waiting for a service to be ready (failing fast, with its log, when it
+dies), and stopping it with all it started (each service runs in its own process group);
+whether a process still runs; and the machine's TCP sockets as the kernel lists them."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -25,6 +27,19 @@ def free_ports(count: int) -> list[int]:
         for sock in sockets:
             sock.bind((LOOPBACK, 0))
         return [sock.getsockname()[1] for sock in sockets]
+
+
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], port: int = 0) -> Iterator[ThreadingHTTPServer]:
+    """Serve HTTP with `handler` on a loopback `port` (0: any free one; the server's
+    `server_address` says which) from a thread of this process, until the block ends."""
+    server = ThreadingHTTPServer((LOOPBACK, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -73,10 +73,19 @@ class S3Server:
         }
 
 
-def _s3_answers(probe: Any) -> bool:
-    """True once the S3 API serves a signed request (a bare open port is not enough)."""
+# Where start() writes to know that S3 stores objects.
+_PROBE_BUCKET = "readiness-probe"
+
+
+def _s3_stores(probe: Any) -> bool:
+    """True once the S3 API stores an object. A bare open port is not enough, nor a signed
+    request answered: restarted on its data, it lists buckets before its volume server takes
+    writes again (a PUT meanwhile answers InternalError)."""
     try:
-        probe.list_buckets()
+        if _PROBE_BUCKET not in {bucket["Name"] for bucket in probe.list_buckets().get("Buckets", [])}:
+            probe.create_bucket(Bucket=_PROBE_BUCKET)
+        probe.put_object(Bucket=_PROBE_BUCKET, Key="probe", Body=b"ready")
+        probe.delete_object(Bucket=_PROBE_BUCKET, Key="probe")
     except (BotoCoreError, ClientError):
         return False
     return True
@@ -168,7 +177,7 @@ class Seaweed:
         )
 
     def start(self) -> S3Server:
-        """Run it (again: same ports, identity and data) and wait until S3 answers."""
+        """Run it (again: same ports, identity and data) and wait until S3 stores objects."""
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
                 self._command,
@@ -181,7 +190,7 @@ class Seaweed:
         try:
             quick = Config(s3={"addressing_style": "path"}, connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
             probe = self.server.client(config=quick)
-            wait_for(lambda: _s3_answers(probe), self._process, "weed mini", self.log_path, self._startup_timeout)
+            wait_for(lambda: _s3_stores(probe), self._process, "weed mini", self.log_path, self._startup_timeout)
         except BaseException:
             self.stop()
             raise
