@@ -29,6 +29,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 Quality = Literal["-ql", "-qm", "-qh", "-qp", "-qk"]
 Format = Literal["mp4", "webm", "gif", "mov", "png"]
 ENDED = ("succeeded", "failed", "cancelled")
+# The first status read of a job, this long after its submit (see `_followed`).
+FIRST_POLL_SECONDS = 0.1
 # A render can take minutes, so an answer may be that long in coming (Lambda's longest timeout).
 READ_TIMEOUT_SECONDS = 900
 
@@ -236,12 +238,13 @@ def render(
     chunks: int | Literal["auto"] | None = None,
     output: Path | None = None,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
-    poll_seconds: float = 0.5,
+    poll_seconds: float = 1.0,
 ) -> Result:
     """Render `code` as an async job, so that no connection has to stay open for the whole
-    render and `on_progress` sees each record polled; then download the file to `output`
-    (when given). A failed job raises what its error is (`ScriptError` for the script's own);
-    an interrupted wait cancels the job, which would otherwise run on (and be billed)."""
+    render and `on_progress` sees each record polled (soon after the submit, then less often,
+    at most `poll_seconds` apart); then download the file to `output` (when given). A failed
+    job raises what its error is (`ScriptError` for the script's own); an interrupted wait
+    cancels the job, which would otherwise run on (and be billed)."""
     started = time.monotonic()
     request: dict[str, Any] = {"codeContent": code, "quality": quality, "async": True}
     optional = {"sceneName": scene, "format": format, "chunks": chunks}
@@ -276,14 +279,19 @@ def render(
 def _followed(
     job_id: str, service: Service, on_progress: Callable[[dict[str, Any]], None] | None, poll_seconds: float
 ) -> dict[str, Any]:
-    """Poll the job until it has ended; its last record."""
+    """Poll the job until it has ended; its last record. The first read is `FIRST_POLL_SECONDS`
+    after the submit and each pause half again as long, up to `poll_seconds`: a short render
+    is seen done soon after it is, and a long one costs a status read a second or so (each is
+    an invocation on Lambda)."""
+    pause = FIRST_POLL_SECONDS
     while True:
+        time.sleep(min(pause, poll_seconds))
         record = status(job_id, service)
         if on_progress is not None:
             on_progress(record)
         if record["status"] in ENDED:
             return record
-        time.sleep(poll_seconds)
+        pause *= 1.5
 
 
 def _download(url: str, path: Path) -> None:

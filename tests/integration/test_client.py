@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from manim_lambda import HttpService, RequestRejected, ScriptError, ServiceError, render
+from manim_lambda import HttpService, RequestRejected, ScriptError, ServiceError, client, render
 from tests.support import scripts
 from tests.support.client_cli import CLI, client_env, manim_lambda
 from tests.support.function_url import function_url
@@ -223,3 +223,22 @@ def test_a_download_cut_short_leaves_the_output_as_it_was(tmp_path):
             render(scripts.ONE_SECOND, _Succeeded(f"http://127.0.0.1:{stored.server_port}/Ring.mp4"), output=output)
     assert output.read_bytes() == b"an earlier render"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ring.mp4"]
+
+
+class _Slow(_Succeeded):
+    """A job that renders for `reads` status reads, then has succeeded."""
+
+    def __init__(self, url: str, reads: int) -> None:
+        super().__init__(url)
+        self.reads = reads
+
+    def status(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        self.reads -= 1
+        return (200, {"jobId": job_id, "status": "rendering"}) if self.reads > 0 else super().status(job_id)
+
+
+def test_a_job_is_read_soon_after_its_submit_then_less_often(monkeypatch):
+    pauses: list[float] = []
+    monkeypatch.setattr(client.time, "sleep", pauses.append)
+    render(scripts.ONE_SECOND, _Slow("http://127.0.0.1:9/Ring.mp4", reads=7), poll_seconds=0.5)
+    assert [round(pause, 3) for pause in pauses] == [0.1, 0.15, 0.225, 0.338, 0.5, 0.5, 0.5]
